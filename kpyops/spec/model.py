@@ -1,0 +1,349 @@
+"""The cluster spec: one typed model, the single source of defaults and validation.
+
+A user's spec may leave most fields out; ``kpyops.spec.complete`` fills every default and
+returns the same model with nothing left implicit (``get cluster --full`` shows it).
+Field names are camelCase on the wire, like Kubernetes objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "kpyops.io/v1alpha1"
+KIND = "Cluster"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+IPVS_SCHEDULERS = ("rr", "wrr", "lc", "dh", "sh", "sed", "nq")
+DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
+
+Duration = Annotated[str, Field(pattern=DURATION, description="Go duration, e.g. 30s, 1m30s")]
+
+
+class Model(BaseModel):
+    """Base for every spec object: camelCase aliases, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+
+class Host(Model):
+    """One machine the cluster runs on."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63, description="Host name (DNS label)")
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = Field(
+        description="Address the cluster uses to reach the host"
+    )
+    ssh_address: str | None = Field(
+        default=None, description="Address Ansible connects to, when not `address`"
+    )
+
+
+class DualStack(Model):
+    enabled: bool = False
+    pod_cidr_v6: ipaddress.IPv6Network = Field(
+        default=ipaddress.IPv6Network("fd00:10:244::/56"), alias="podCIDRv6"
+    )
+    service_cidr_v6: ipaddress.IPv6Network = Field(
+        default=ipaddress.IPv6Network("fd00:10:96::/112"), alias="serviceCIDRv6"
+    )
+
+
+class Networking(Model):
+    pod_cidr: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("10.244.0.0/16"), alias="podCIDR"
+    )
+    service_cidr: ipaddress.IPv4Network = Field(
+        default=ipaddress.IPv4Network("10.96.0.0/12"),
+        alias="serviceCIDR",
+        description="Service addresses; at least /24 so the DNS address (10th) and growth fit",
+    )
+    cluster_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    dual_stack: DualStack = Field(default_factory=DualStack)
+
+    @field_validator("service_cidr")
+    @classmethod
+    def _service_cidr_size(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if v.prefixlen > 24:
+            raise ValueError(f"service CIDR {v} is too small: use a /24 or larger (at most /24)")
+        if v.prefixlen < 12:
+            raise ValueError(f"service CIDR {v} is too large: kube-apiserver allows at most /12")
+        return v
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> Networking:
+        if self.pod_cidr.overlaps(self.service_cidr):
+            raise ValueError(
+                f"podCIDR {self.pod_cidr} overlaps serviceCIDR {self.service_cidr}: "
+                "pod and service ranges must be disjoint"
+            )
+        ds = self.dual_stack
+        if ds.enabled and ds.pod_cidr_v6.overlaps(ds.service_cidr_v6):
+            raise ValueError("dualStack.podCIDRv6 overlaps dualStack.serviceCIDRv6")
+        return self
+
+
+class ApiLoadBalancer(Model):
+    type: Literal["none", "local", "external"] = Field(
+        default="local",
+        description="none: nodes use the first control plane; local: a per-node proxy to every "
+        "control plane; external: the address below",
+    )
+    address: str | None = Field(default=None, description="External load balancer DNS name or IP")
+    port: int = Field(default=6443, ge=1, le=65535)
+
+
+class ControlPlane(Model):
+    count: Literal[1, 3, 5] | None = Field(
+        default=None, description="How many control planes (1, 3 or 5) when hosts are not listed"
+    )
+    hosts: list[Host] = Field(default_factory=list)
+    api_load_balancer: ApiLoadBalancer = Field(default_factory=ApiLoadBalancer)
+    extra_args: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Extra flags per component (kube-apiserver, kube-controller-manager, "
+        "kube-scheduler), flag name without dashes -> value",
+    )
+
+    @model_validator(mode="after")
+    def _count_or_hosts(self) -> ControlPlane:
+        if self.hosts and self.count is not None and self.count != len(self.hosts):
+            raise ValueError(
+                f"count is {self.count} but {len(self.hosts)} hosts are listed: give one or the other"
+            )
+        if self.hosts and len(self.hosts) not in (1, 3, 5):
+            raise ValueError(f"{len(self.hosts)} control-plane hosts: use 1, 3 or 5")
+        return self
+
+
+class EtcdBackup(Model):
+    enabled: bool = True
+    schedule: str = Field(
+        default="*-*-* 00/6:00:00", description="systemd OnCalendar expression for snapshots"
+    )
+    retain: int = Field(default=7, ge=1, le=1000, description="Snapshots kept on each member")
+    encrypt: bool = Field(default=False, description="Encrypt snapshots with the backup key")
+
+
+class EtcdTuning(Model):
+    heartbeat_interval_ms: int = Field(default=250, ge=10, le=10000)
+    election_timeout_ms: int = Field(default=2500, ge=50, le=50000)
+    snapshot_count: int = Field(default=10000, ge=100)
+    quota_backend_bytes: int = Field(default=8 * 1024**3, ge=1024**2)
+
+    @model_validator(mode="after")
+    def _election_vs_heartbeat(self) -> EtcdTuning:
+        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
+            raise ValueError(
+                "electionTimeoutMs must be at least 5x heartbeatIntervalMs (etcd tuning guide)"
+            )
+        return self
+
+
+class Etcd(Model):
+    members: int | None = Field(
+        default=None,
+        description="How many members (odd: 1, 3, 5 or 7); defaults to the control-plane count",
+    )
+    hosts: list[Host] = Field(
+        default_factory=list, description="Dedicated etcd hosts; empty = on the control planes"
+    )
+    version: str = Field(default="3.5.16", pattern=r"^\d+\.\d+\.\d+$")
+    backup: EtcdBackup = Field(default_factory=EtcdBackup)
+    tuning: EtcdTuning = Field(default_factory=EtcdTuning)
+
+    @field_validator("members")
+    @classmethod
+    def _odd_members(cls, v: int | None) -> int | None:
+        if v is None:
+            return v
+        if v == 2:
+            raise ValueError("2 etcd members tolerate no failure and double the risk: use 1, 3 or 5")
+        if v < 1 or v > 7:
+            raise ValueError(f"{v} etcd members: use 1, 3, 5 or 7")
+        if v % 2 == 0:
+            raise ValueError(f"{v} etcd members is even: quorum needs an odd count (1, 3, 5 or 7)")
+        return v
+
+
+class Taint(Model):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+class KubeletSettings(Model):
+    """Kubelet settings; on a node group every field is an optional override."""
+
+    cpu_manager_policy: Literal["none", "static"] | None = None
+    cpu_manager_reconcile_period: Duration | None = None
+    topology_manager_policy: (
+        Literal["none", "best-effort", "restricted", "single-numa-node"] | None
+    ) = None
+    reserved_system_cpus: str | None = Field(
+        default=None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"
+    )
+    kube_reserved: dict[str, str] | None = None
+    system_reserved: dict[str, str] | None = None
+    eviction_hard: dict[str, str] | None = None
+    eviction_soft: dict[str, str] | None = None
+    eviction_soft_grace_period: dict[str, str] | None = None
+    max_pods: int | None = Field(default=None, ge=10, le=2500)
+
+    @model_validator(mode="after")
+    def _static_needs_reservation(self) -> KubeletSettings:
+        if self.cpu_manager_policy == "static":
+            reserved_cpu = self.reserved_system_cpus or (self.kube_reserved or {}).get("cpu") or (
+                self.system_reserved or {}
+            ).get("cpu")
+            if self.kube_reserved is not None and not reserved_cpu:
+                raise ValueError(
+                    "cpuManagerPolicy static needs CPUs reserved: set reservedSystemCPUs or a "
+                    "cpu entry in kubeReserved/systemReserved"
+                )
+        return self
+
+
+class NodeGroup(Model):
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    count: int | None = Field(default=None, ge=0, le=500)
+    hosts: list[Host] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+    kubelet: KubeletSettings = Field(default_factory=KubeletSettings)
+    instance_type: str | None = Field(default=None, description="AWS instance type")
+
+    @model_validator(mode="after")
+    def _count_or_hosts(self) -> NodeGroup:
+        if self.hosts and self.count is not None and self.count != len(self.hosts):
+            raise ValueError(
+                f"count is {self.count} but {len(self.hosts)} hosts are listed: give one or the other"
+            )
+        return self
+
+
+class KubeProxy(Model):
+    implementation: Literal["kpyops"] = Field(
+        default="kpyops", description="The service proxy kpyops installs (its own, in Python)"
+    )
+    mode: Literal["ipvs", "iptables"] = "ipvs"
+    scheduler: str = Field(default="rr", description="IPVS scheduler: " + ", ".join(IPVS_SCHEDULERS))
+    sync_period: Duration = "30s"
+    min_sync_period: Duration = "1s"
+    exclude_cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list, alias="excludeCIDRs"
+    )
+    strict_arp: bool = Field(default=False, alias="strictARP")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        if v not in IPVS_SCHEDULERS:
+            raise ValueError(
+                f"unknown IPVS scheduler {v!r}: use one of {', '.join(IPVS_SCHEDULERS)}"
+            )
+        return v
+
+
+class Dns(Model):
+    provider: Literal["coredns"] = "coredns"
+    version: str = "1.11.3"
+    cluster_dns: ipaddress.IPv4Address | None = Field(
+        default=None,
+        alias="clusterDNS",
+        description="DNS service address; defaults to the 10th address of the service CIDR",
+    )
+    upstreams: list[str] = Field(default_factory=lambda: ["/etc/resolv.conf"])
+    cache_ttl: int = Field(default=30, ge=0, le=3600, alias="cacheTTL")
+    pods: Literal["disabled", "insecure", "verified"] = "insecure"
+    autopath: bool = False
+    endpoint_pod_names: bool = False
+    stub_domains: dict[str, list[str]] = Field(default_factory=dict)
+    replicas: int = Field(default=2, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _autopath_needs_verified(self) -> Dns:
+        if self.autopath and self.pods != "verified":
+            raise ValueError("autopath @kubernetes needs pods: verified")
+        return self
+
+
+class Artifact(Model):
+    version: str
+    url: str | None = Field(default=None, description="Download URL; {version} is substituted")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class Artifacts(Model):
+    files_repository: str | None = Field(
+        default=None,
+        description="Base URL of an offline files repository; artifacts without a URL are "
+        "fetched from <filesRepository>/<name>/<version>/<file>",
+    )
+    items: dict[str, Artifact] = Field(default_factory=dict)
+
+
+class Bastion(Model):
+    host: str
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+
+
+class Ssh(Model):
+    user: str = "root"
+    private_key_file: str | None = Field(
+        default=None, description="Private key; local and aws clusters get one in the state store"
+    )
+    port: int = Field(default=22, ge=1, le=65535)
+    bastion: Bastion | None = None
+
+
+class Local(Model):
+    """Settings of --cloud local: podman machines on one network."""
+
+    subnet: ipaddress.IPv4Network | None = Field(
+        default=None, description="Podman network subnet; derived from the name when empty"
+    )
+    image: str | None = Field(default=None, description="Host image; built locally when empty")
+
+
+class ClusterSpec(Model):
+    kubernetes_version: str = Field(default="1.35.0", pattern=r"^1\.\d+\.\d+$")
+    cloud: Literal["local", "baremetal", "aws"] = "local"
+    networking: Networking = Field(default_factory=Networking)
+    control_plane: ControlPlane = Field(default_factory=ControlPlane)
+    etcd: Etcd = Field(default_factory=Etcd)
+    node_groups: list[NodeGroup] = Field(default_factory=list)
+    kube_proxy: KubeProxy = Field(default_factory=KubeProxy)
+    dns: Dns = Field(default_factory=Dns)
+    kubelet: KubeletSettings = Field(default_factory=KubeletSettings)
+    artifacts: Artifacts = Field(default_factory=Artifacts)
+    ssh: Ssh = Field(default_factory=Ssh)
+    local: Local | None = None
+
+
+class Metadata(Model):
+    name: str = Field(pattern=DNS_LABEL, max_length=30, description="Cluster name (DNS label)")
+
+
+class Cluster(Model):
+    api_version: Literal["kpyops.io/v1alpha1"] = API_VERSION
+    kind: Literal["Cluster"] = KIND
+    metadata: Metadata
+    spec: ClusterSpec = Field(default_factory=ClusterSpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+def _hostname_rule(name: str) -> bool:
+    return re.fullmatch(DNS_LABEL, name) is not None
