@@ -1,0 +1,20 @@
+"""The list of top-level commands. Add one import line per command module."""
+
+from __future__ import annotations
+
+import importlib
+
+MODULES = [
+    "kpyops.cli.cluster",  # create / update / get / delete cluster
+    "kpyops.cli.spec",  # spec schema
+    "kpyops.cli.image",  # image (the local test-host image)
+]
+
+
+def all_commands():
+    out = []
+    for name in MODULES:
+        mod = importlib.import_module(name)
+        cmds = getattr(mod, "commands", None) or [mod.command]
+        out.extend(cmds)
+    return out
