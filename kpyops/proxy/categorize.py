@@ -1,0 +1,67 @@
+"""Which endpoints of a service port receive traffic: kube-proxy's CategorizeEndpoints.
+
+Ready endpoints are used first; only when a set has no ready endpoint do serving-terminating
+endpoints take over (so connections still succeed during a rolling update). ``Local`` traffic
+policies restrict internal and/or external traffic to endpoints on this node. Topology hints
+are not implemented (every ready endpoint is eligible).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kpyops.proxy.model import Endpoint, ServicePort
+
+
+@dataclass(frozen=True)
+class CategorizedEndpoints:
+    cluster: tuple[Endpoint, ...]  # for traffic under the Cluster policy
+    local: tuple[Endpoint, ...]  # for traffic under a Local policy (this node only)
+    all_reachable: tuple[Endpoint, ...]  # union: endpoints some traffic can reach
+    has_any: bool  # the service has usable endpoints somewhere in the cluster
+
+
+def uses_cluster_endpoints(svc: ServicePort) -> bool:
+    """Some traffic to ``svc`` is spread over the whole cluster."""
+    return not svc.internal_policy_local or (
+        svc.has_external_addresses and not svc.external_policy_local
+    )
+
+
+def uses_local_endpoints(svc: ServicePort) -> bool:
+    """Some traffic to ``svc`` may only go to this node's endpoints."""
+    return svc.internal_policy_local or (svc.has_external_addresses and svc.external_policy_local)
+
+
+def _serving_terminating(ep: Endpoint) -> bool:
+    return ep.serving and ep.terminating
+
+
+def categorize_endpoints(svc: ServicePort, endpoints: Iterable[Endpoint]) -> CategorizedEndpoints:
+    """Split ``endpoints`` of ``svc`` into the sets each traffic policy uses."""
+    eps = tuple(endpoints)
+    cluster: tuple[Endpoint, ...] = ()
+    local: tuple[Endpoint, ...] = ()
+    has_any = False
+
+    if uses_cluster_endpoints(svc):
+        cluster = tuple(ep for ep in eps if ep.ready)
+        if not cluster:
+            cluster = tuple(ep for ep in eps if _serving_terminating(ep))
+        has_any = bool(cluster)
+
+    if not uses_local_endpoints(svc):
+        return CategorizedEndpoints(cluster, (), cluster, has_any)
+
+    has_any = has_any or any(ep.ready or _serving_terminating(ep) for ep in eps)
+    local = tuple(ep for ep in eps if ep.is_local and ep.ready)
+    if not local:
+        local = tuple(ep for ep in eps if ep.is_local and _serving_terminating(ep))
+
+    if not uses_cluster_endpoints(svc) or not cluster:
+        return CategorizedEndpoints(cluster, local, local, has_any)
+
+    union = {ep.address: ep for ep in cluster}
+    union.update({ep.address: ep for ep in local})
+    return CategorizedEndpoints(cluster, local, tuple(union.values()), has_any)
