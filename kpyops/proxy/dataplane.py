@@ -95,7 +95,9 @@ class FakeDataplane:
         if self.fail_times > 0:
             self.fail_times -= 1
             raise DataplaneError("fake failure")
-        self.calls.append((dict(services), dict(endpoints), None if changed is None else set(changed)))
+        self.calls.append(
+            (dict(services), dict(endpoints), None if changed is None else set(changed))
+        )
         self.canary_ok = True
         written = len(services) if changed is None else len(changed)
         return SyncResult(full=changed is None, services_written=written)
