@@ -20,7 +20,8 @@ from kpyops.spec.model import (
     NodeGroup,
 )
 
-DEFAULT_NODE_GROUP = "nodes"
+AWS_DEFAULT_CIDR = ipaddress.IPv4Network("172.20.0.0/16")  # kops' default VPC range
+DEFAULT_NODE_GROUP = "node"
 # Where each binary comes from when the spec names no URL. {version} is substituted; a
 # missing sha256 means the published "<url>.sha256" file is fetched and checked instead.
 DEFAULT_ARTIFACTS: dict[str, tuple[str, str]] = {
@@ -90,6 +91,8 @@ def complete(cluster: Cluster) -> Cluster:
         addresses = iter(list(s.local.subnet.hosts())[9:])
     else:
         addresses = None
+    if s.cloud == "aws":
+        complete_aws(c)
 
     # Control plane
     cp = s.control_plane
@@ -123,6 +126,8 @@ def complete(cluster: Cluster) -> Cluster:
             elif s.cloud == "baremetal" and group.count:
                 raise SpecError(f"spec.nodeGroups[{i}].hosts", "bare metal needs its hosts listed")
         group.count = len(group.hosts) if group.hosts else group.count
+        if s.aws is not None and group.instance_type is None:
+            group.instance_type = s.aws.node_instance_type
         group.kubelet = merge_kubelet(merge_kubelet(KUBELET_DEFAULTS, s.kubelet), group.kubelet)
     s.kubelet = merge_kubelet(KUBELET_DEFAULTS, s.kubelet)
 
@@ -159,6 +164,30 @@ def complete(cluster: Cluster) -> Cluster:
 
     check_unique_hosts(c)
     return Cluster.model_validate(c.model_dump(by_alias=True))
+
+
+def complete_aws(cluster: Cluster) -> None:
+    """Defaults of --cloud aws. Machines are counted, not listed: the cloud names them."""
+    s = cluster.spec
+    if s.aws is None:
+        raise SpecError("spec.aws", "cloud aws needs spec.aws with at least a region")
+    for path, _host in all_hosts(cluster):
+        raise SpecError(path, "on aws machines are counted (count), not listed (hosts)")
+    aws = s.aws
+    aws.zones = aws.zones or [f"{aws.region}a"]
+    if aws.cidr is None:
+        aws.cidr = AWS_DEFAULT_CIDR
+    for cidr, label in ((s.networking.pod_cidr, "podCIDR"), (s.networking.service_cidr, "serviceCIDR")):
+        if aws.cidr.overlaps(cidr):
+            raise SpecError("spec.aws.cidr", f"{aws.cidr} overlaps {label} {cidr}")
+    if aws.dns is not None:
+        aws.dns.record = aws.dns.record or f"api.{cluster.metadata.name}.{aws.dns.zone.rstrip('.')}"
+        # The record is known before anything exists; without one the API address is the
+        # load balancer's name, known after apply (AwsCloud.api_endpoint).
+        s.control_plane.api_load_balancer.type = "external"
+        s.control_plane.api_load_balancer.address = aws.dns.record
+    if s.ssh.user == "root":  # the spec default; cloud images log in as their own user
+        s.ssh.user = aws.ssh_user
 
 
 def all_hosts(cluster: Cluster) -> list[tuple[str, Host]]:

@@ -189,7 +189,7 @@ class KubeletSettings(Model):
         Literal["none", "best-effort", "restricted", "single-numa-node"] | None
     ) = None
     reserved_system_cpus: str | None = Field(
-        default=None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"
+        default=None, alias="reservedSystemCPUs", pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"
     )
     kube_reserved: dict[str, str] | None = None
     system_reserved: dict[str, str] | None = None
@@ -315,6 +315,124 @@ class Local(Model):
     image: str | None = Field(default=None, description="Host image; built locally when empty")
 
 
+class ContainerRuntime(Model):
+    """containerd on every host: the sandbox (pause) image and registry mirrors."""
+
+    pause_image: str = Field(
+        default="registry.k8s.io/pause:3.10", description="Sandbox image kubelet pods start with"
+    )
+    registry_mirrors: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Registry host -> mirror endpoints tried in order before the registry "
+        "itself, e.g. {'docker.io': ['https://mirror.example:5000']}",
+    )
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirror_urls(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for registry, mirrors in v.items():
+            if not re.fullmatch(r"[a-z0-9.-]+(:[0-9]+)?|_default", registry):
+                raise ValueError(f"registry {registry!r} is not a host[:port] (or _default)")
+            for m in mirrors:
+                if not re.match(r"^https?://[^/\s]+", m):
+                    raise ValueError(f"mirror {m!r} of {registry} must be an http(s):// URL")
+        return v
+
+
+AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+AWS_ZONE = r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$"
+
+
+class AwsDns(Model):
+    """An optional Route53 record for the API load balancer, in an existing hosted zone."""
+
+    zone: str = Field(description="Name of an existing hosted zone, e.g. example.com")
+    record: str | None = Field(
+        default=None, description="Record name; defaults to api.<cluster>.<zone>"
+    )
+
+
+class Aws(Model):
+    """Settings of --cloud aws: the network, machines and API endpoint kpyops makes."""
+
+    region: str = Field(pattern=AWS_REGION, description="Region, e.g. eu-west-1")
+    zones: list[str] = Field(
+        default_factory=list, description="Zones, one subnet each; defaults to <region>a"
+    )
+    vpc_id: str | None = Field(
+        default=None,
+        alias="vpcID",
+        pattern=r"^vpc-[0-9a-f]+$",
+        description="An existing VPC to use (tagged shared, never deleted); empty = a new one",
+    )
+    cidr: ipaddress.IPv4Network | None = Field(
+        default=None,
+        description="Range subnets are carved from: the new VPC's CIDR (default 172.20.0.0/16), "
+        "or a free range inside an existing VPC (then required)",
+    )
+    private_subnets: bool = Field(
+        default=False,
+        description="Machines in private subnets behind one NAT gateway per zone, reached "
+        "through a bastion",
+    )
+    admin_cidrs: list[ipaddress.IPv4Network] = Field(
+        default_factory=lambda: [ipaddress.IPv4Network("0.0.0.0/0")],
+        alias="adminCIDRs",
+        description="Who may reach the API (6443) through the load balancer",
+    )
+    ssh_cidrs: list[ipaddress.IPv4Network] = Field(
+        default_factory=lambda: [ipaddress.IPv4Network("0.0.0.0/0")],
+        alias="sshCIDRs",
+        description="Who may reach SSH (22) on the machines, or on the bastion when private",
+    )
+    control_plane_instance_type: str = Field(
+        default="t3.medium", pattern=r"^[a-z0-9-]+\.[a-z0-9]+$"
+    )
+    node_instance_type: str = Field(
+        default="t3.medium",
+        pattern=r"^[a-z0-9-]+\.[a-z0-9]+$",
+        description="For node groups that name no instanceType",
+    )
+    bastion_instance_type: str = Field(default="t3.micro", pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")
+    ami: str | None = Field(
+        default=None,
+        pattern=r"^ami-[0-9a-f]+$",
+        description="Machine image; empty = the newest official Debian 12 image, found at plan",
+    )
+    ssh_user: str = Field(default="admin", description="Login user of the image (Debian: admin)")
+    root_volume_size: int = Field(default=50, ge=8, le=16384, description="GiB, gp3, encrypted")
+    dns: AwsDns | None = None
+    state_bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket of an s3:// state store, checked by doctor",
+    )
+    extra_tags: dict[str, str] = Field(default_factory=dict, description="Added to every resource")
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, v: list[str]) -> list[str]:
+        for z in v:
+            if not re.fullmatch(AWS_ZONE, z):
+                raise ValueError(f"{z!r} is not an availability zone name (e.g. eu-west-1a)")
+        if len(set(v)) != len(v):
+            raise ValueError("zones are listed twice")
+        if len(v) > 6:
+            raise ValueError("at most 6 zones")
+        return v
+
+    @model_validator(mode="after")
+    def _checks(self) -> Aws:
+        for z in self.zones:
+            if not z.startswith(self.region) or len(z) != len(self.region) + 1:
+                raise ValueError(f"zone {z} is not in region {self.region}")
+        if self.vpc_id and self.cidr is None:
+            raise ValueError("vpcID needs cidr: a free range inside that VPC for kpyops' subnets")
+        if self.cidr is not None and not 16 <= self.cidr.prefixlen <= 24:
+            raise ValueError(f"cidr {self.cidr}: use a prefix between /16 and /24")
+        return self
+
+
 class ClusterSpec(Model):
     kubernetes_version: str = Field(default="1.35.0", pattern=r"^1\.\d+\.\d+$")
     cloud: Literal["local", "baremetal", "aws"] = "local"
@@ -325,9 +443,11 @@ class ClusterSpec(Model):
     kube_proxy: KubeProxy = Field(default_factory=KubeProxy)
     dns: Dns = Field(default_factory=Dns)
     kubelet: KubeletSettings = Field(default_factory=KubeletSettings)
+    container_runtime: ContainerRuntime = Field(default_factory=ContainerRuntime)
     artifacts: Artifacts = Field(default_factory=Artifacts)
     ssh: Ssh = Field(default_factory=Ssh)
     local: Local | None = None
+    aws: Aws | None = None
 
 
 class Metadata(Model):

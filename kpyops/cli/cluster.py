@@ -1,0 +1,188 @@
+"""create / update / get / delete cluster."""
+
+from __future__ import annotations
+
+import click
+
+from kpyops import lifecycle
+from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr
+from kpyops.run.ansible import PlaybookFailed
+from kpyops.spec import SpecError, complete, loads, parse, to_data
+from kpyops.state import ClusterNotFound, LockHeld, StateError, open_store
+
+
+def _store(ctx: click.Context):
+    return open_store(ctx.obj.get("state"))
+
+
+def _spec_from_flags(name: str, file, cloud, control_planes, nodes, k8s_version, proxy_mode):
+    """The user's spec: a file, or flags; flags given next to a file override it."""
+    data = loads(file.read()).model_dump(by_alias=True, exclude_none=True, mode="json") if file else {}
+    data.setdefault("apiVersion", "kpyops.io/v1alpha1")
+    data.setdefault("kind", "Cluster")
+    data["metadata"] = {**data.get("metadata", {}), "name": name}
+    spec = data.setdefault("spec", {})
+    if cloud:
+        spec["cloud"] = cloud
+    if control_planes is not None:
+        spec.setdefault("controlPlane", {})["count"] = control_planes
+    if nodes is not None:
+        groups = spec.setdefault("nodeGroups", [{"name": "node"}])
+        groups[0]["count"] = nodes
+    if k8s_version:
+        spec["kubernetesVersion"] = k8s_version
+    if proxy_mode:
+        spec.setdefault("kubeProxy", {})["mode"] = proxy_mode
+    return parse(data)
+
+
+def _converge(store, user, verbose: int) -> None:
+    try:
+        with ansible_progress(verbose) as callbacks:
+            result = lifecycle.apply(store, user, progress, verbosity=verbose, **callbacks)
+    except PlaybookFailed as err:
+        if not verbose:
+            for line in err.tail:
+                stderr.print(line, markup=False, highlight=False)
+        fail(f"{err} (run again with -v to see all of Ansible's output)")
+    progress(f"converged in {result.seconds:.0f}s: "
+             + ", ".join(f"{h} changed={r.get('changed', 0)}" for h, r in result.recap.items()))
+
+
+@click.group("create")
+def create() -> None:
+    """Create a resource."""
+
+
+@create.command("cluster")
+@click.argument("name")
+@click.option("-f", "--file", type=click.File(), help="Cluster spec (YAML).")
+@click.option("--cloud", type=click.Choice(["local", "baremetal", "aws"]), help="Where machines come from [local].")
+@click.option("--control-planes", type=int, help="Control-plane count (1, 3 or 5).")
+@click.option("--nodes", type=int, help="Worker count of the first node group.")
+@click.option("--kubernetes-version", "k8s_version", help="Kubernetes version.")
+@click.option("--proxy-mode", type=click.Choice(["ipvs", "iptables"]), help="Service proxy mode.")
+@click.option("--dry-run", is_flag=True, help="Print the completed spec; write nothing.")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.option("--yes", is_flag=True, help="Also provision the machines and converge cluster.yml.")
+@click.pass_context
+def create_cluster(ctx, name, file, cloud, control_planes, nodes, k8s_version, proxy_mode,
+                   dry_run, output, yes) -> None:
+    """Write a new cluster spec to the state store (and with --yes, build it)."""
+    verbose = ctx.obj["verbose"]
+    try:
+        user = _spec_from_flags(name, file, cloud, control_planes, nodes, k8s_version, proxy_mode)
+        if dry_run:
+            emit(to_data(complete(user)), output)
+            return
+        store = _store(ctx)
+        lifecycle.create(store, user, progress)
+    except SpecError as err:
+        spec_error(err)
+    except (lifecycle.ClusterExists, LockHeld, StateError) as err:
+        fail(str(err))
+    if yes:
+        _converge(store, user, verbose)
+    else:
+        progress(f"to build it: kpyops update cluster {name} --yes")
+
+
+@click.group("update")
+def update() -> None:
+    """Change a resource to match its spec."""
+
+
+@update.command("cluster")
+@click.argument("name")
+@click.option("-f", "--file", type=click.File(), help="A new spec for the cluster.")
+@click.option("--yes", is_flag=True, help="Apply the plan: machines, then cluster.yml.")
+@click.pass_context
+def update_cluster(ctx, name, file, yes) -> None:
+    """Show what would change; with --yes, apply it and converge."""
+    store = _store(ctx)
+    try:
+        user = loads(file.read()) if file else lifecycle.load_cluster(store, name, completed=False)
+        if user.name != name:
+            raise SpecError("metadata.name", f"is {user.name!r}, expected {name!r}")
+        if not store.exists(name):
+            raise ClusterNotFound(f"cluster {name!r} not found in {store.url}")
+        plan = lifecycle.plan(store, user)
+    except SpecError as err:
+        spec_error(err)
+    except (StateError, LockHeld) as err:
+        fail(str(err))
+    if plan.empty:
+        progress("machines and inventory match the spec")
+    for ch in plan.cloud:
+        click.echo(str(ch))
+    for diff in plan.inventory.values():
+        click.echo(diff, nl=False)
+    if yes:
+        _converge(store, user, ctx.obj["verbose"])
+    elif not plan.empty:
+        progress("run again with --yes to apply (cluster.yml converges hosts either way)")
+
+
+@click.group("get")
+def get() -> None:
+    """Show resources."""
+
+
+@get.command("clusters")
+@click.pass_context
+def get_clusters(ctx) -> None:
+    """List clusters in the state store."""
+    store = _store(ctx)
+    names = store.clusters()
+    if not names:
+        progress(f"no clusters in {store.url}")
+    click.echo(f"{'NAME':<24}{'CLOUD':<12}{'CONTROL PLANES':<16}NODES")
+    for name in names:
+        c = lifecycle.load_cluster(store, name)
+        nodes = sum(g.count or 0 for g in c.spec.node_groups)
+        click.echo(f"{name:<24}{c.spec.cloud:<12}{c.spec.control_plane.count!s:<16}{nodes}")
+
+
+@get.command("cluster")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.option("--full", is_flag=True, help="The completed spec, every default shown.")
+@click.pass_context
+def get_cluster(ctx, name, output, full) -> None:
+    """Print a cluster's spec."""
+    try:
+        c = lifecycle.load_cluster(_store(ctx), name, completed=full)
+    except StateError as err:
+        fail(str(err))
+    emit(to_data(c, full=full), output)
+
+
+@click.group("delete")
+def delete() -> None:
+    """Delete a resource."""
+
+
+@delete.command("cluster")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Really delete.")
+@click.pass_context
+def delete_cluster(ctx, name, yes) -> None:
+    """Delete a cluster's machines and its state."""
+    store = _store(ctx)
+    try:
+        cluster = lifecycle.load_cluster(store, name)
+        from kpyops.clouds import get_cloud
+
+        for ch in get_cloud(cluster.spec.cloud, store).plan_delete(cluster):
+            click.echo(str(ch))
+        click.echo(f"  - state {store.url}/clusters/{name}")
+        if not yes:
+            progress("run again with --yes to delete")
+            return
+        lifecycle.delete(store, name, progress)
+    except (StateError, LockHeld) as err:
+        fail(str(err))
+    progress(f"cluster {name} deleted")
+
+
+commands = [create, update, get, delete]

@@ -1,0 +1,136 @@
+"""Local machines: one podman network per cluster, one systemd container per host.
+
+Hosts get the fixed addresses of the completed spec, the cluster's SSH key in root's
+authorized_keys, and their host keys are recorded in the state store's known_hosts, so
+Ansible connects over real SSH with host-key checking on.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from kpyops.clouds.base import Change, Cloud
+from kpyops.clouds.local.image import ensure_image
+from kpyops.clouds.local.podman import Podman
+from kpyops.clouds.local.sshkey import ensure_ssh_key
+from kpyops.spec.complete import all_hosts
+from kpyops.spec.model import Cluster
+
+LABEL = "kpyops.io/cluster"
+KNOWN_HOSTS = "ssh/known_hosts"
+BOOT_TIMEOUT_S = 120
+
+
+def network_name(cluster: Cluster) -> str:
+    return f"kpyops-{cluster.name}"
+
+
+class LocalCloud(Cloud):
+    name = "local"
+
+    def __init__(self, store, progress=lambda _m: None, podman: Podman | None = None):
+        super().__init__(store, progress)
+        self.podman = podman or Podman()
+
+    # -- reading -------------------------------------------------------------------------
+    def _wanted(self, cluster: Cluster) -> dict[str, str]:
+        return {h.name: str(h.address) for _, h in all_hosts(cluster)}
+
+    def _existing(self, cluster: Cluster) -> dict[str, dict]:
+        return {c["Names"][0]: c for c in self.podman.containers(f"{LABEL}={cluster.name}")}
+
+    def plan(self, cluster: Cluster) -> list[Change]:
+        wanted, existing = self._wanted(cluster), self._existing(cluster)
+        changes = []
+        if not self.podman.network_exists(network_name(cluster)):
+            changes.append(Change("create", "network", network_name(cluster),
+                                  {"subnet": (None, str(cluster.spec.local.subnet))}))
+        for name, ip in wanted.items():
+            if name not in existing:
+                changes.append(Change("create", "container", name, {"address": (None, ip)}))
+            elif existing[name].get("State") != "running":
+                changes.append(Change("modify", "container", name,
+                                      {"state": (existing[name].get("State"), "running")}))
+        changes += [Change("delete", "container", n) for n in existing if n not in wanted]
+        return changes
+
+    def plan_delete(self, cluster: Cluster) -> list[Change]:
+        changes = [Change("delete", "container", n) for n in self._existing(cluster)]
+        if self.podman.network_exists(network_name(cluster)):
+            changes.append(Change("delete", "network", network_name(cluster)))
+        return changes
+
+    # -- changing ------------------------------------------------------------------------
+    def apply(self, cluster: Cluster) -> list[Change]:
+        changes = self.plan(cluster)
+        if not changes:
+            return []
+        image = cluster.spec.local.image or ensure_image(self.podman, log=self.progress)
+        pubkey = ensure_ssh_key(self.store, cluster.name)
+        net = network_name(cluster)
+        for ch in changes:
+            if ch.kind == "network":
+                self.progress(f"creating network {net} ({cluster.spec.local.subnet})")
+                self.podman.create_network(net, str(cluster.spec.local.subnet), {LABEL: cluster.name})
+            elif ch.action == "create":
+                self.progress(f"starting host {ch.name}")
+                self.podman.start_host(
+                    name=ch.name, image=image, network=net,
+                    ip=self._wanted(cluster)[ch.name], labels={LABEL: cluster.name},
+                )
+            elif ch.action == "modify":
+                self.podman.run(["start", ch.name])
+            elif ch.action == "delete":
+                self.progress(f"removing host {ch.name}")
+                self.podman.remove_container(ch.name)
+        wanted = self._wanted(cluster)
+        for name, ip in wanted.items():
+            self._wait_booted(name, ip)
+            self._authorize(name, pubkey)
+        self._record_host_keys(cluster, wanted)
+        return changes
+
+    def delete(self, cluster: Cluster) -> list[Change]:
+        changes = self.plan_delete(cluster)
+        for ch in changes:
+            self.progress(f"removing {ch.kind} {ch.name}")
+            if ch.kind == "container":
+                self.podman.remove_container(ch.name)
+            else:
+                self.podman.remove_network(ch.name)
+        return changes
+
+    # -- helpers -------------------------------------------------------------------------
+    def _wait_booted(self, name: str, ip: str) -> None:
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.podman.exec(
+                name, ["systemctl", "is-system-running"], check=False
+            ).strip()
+            if state in ("running", "degraded") and _port_open(ip, 22):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"host {name} did not boot within {BOOT_TIMEOUT_S}s (systemd: {state!r})")
+
+    def _authorize(self, name: str, pubkey: str) -> None:
+        self.podman.exec(name, ["sh", "-c",
+            "install -d -m 0700 /root/.ssh && "
+            f"grep -qxF '{pubkey}' /root/.ssh/authorized_keys 2>/dev/null || "
+            f"echo '{pubkey}' >> /root/.ssh/authorized_keys; chmod 0600 /root/.ssh/authorized_keys"])
+
+    def _record_host_keys(self, cluster: Cluster, wanted: dict[str, str]) -> None:
+        lines = []
+        for name, ip in sorted(wanted.items()):
+            key = self.podman.exec(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
+            lines.append(f"{name},{ip} {key[0]} {key[1]}")
+        self.store.write_text(cluster.name, KNOWN_HOSTS, "\n".join(lines) + "\n")
+
+
+def _port_open(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=1):
+            return True
+    except OSError:
+        return False

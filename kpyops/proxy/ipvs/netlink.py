@@ -1,0 +1,232 @@
+"""IPVS virtual and real servers over generic netlink (family "IPVS").
+
+Messages are built with pyroute2's ``ipvsmsg`` and its ``IPVSService``/``IPVSDest``
+attribute builders; a *transport* sends one message and returns the decoded replies.
+``KernelIpvsTransport`` talks to the kernel; ``kpyops.proxy.ipvs.fake.FakeIpvsKernel``
+answers the same messages from memory, at the byte level, for tests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pyroute2.ipvs import IPVSDest, IPVSService
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink.generic import ipvs as genl
+
+# include/uapi/linux/ip_vs.h
+FLAG_PERSISTENT = 0x0001
+FLAG_HASHED = 0x0002  # set by the kernel on every service it reports
+FLAG_ONEPACKET = 0x0004
+FLAG_SCHED1 = 0x0008
+FLAG_SCHED2 = 0x0010
+FLAG_SCHED3 = 0x0020
+FLAGS_MASK = 0xFFFFFFFF
+FWD_MASQ = 0x0000  # IP_VS_CONN_F_MASQ: NAT, what kube-proxy uses
+SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
+PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": socket.IPPROTO_SCTP}
+PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+
+REQUEST = NLM_F_REQUEST | NLM_F_ACK
+CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+DUMP = NLM_F_REQUEST | NLM_F_DUMP
+
+
+def _netmask(family: int) -> str:
+    """The NETMASK attribute: all ones for IPv4; for IPv6 the prefix length 128.
+
+    The kernel reads the IPv6 value as a host-order integer from a be32 attribute
+    (``(__force __u32) u->netmask`` in ip_vs_ctl.c), so 128 goes out in native byte order.
+    """
+    if family == socket.AF_INET:
+        return "255.255.255.255"
+    return socket.inet_ntoa(struct.pack("=I", 128))
+
+
+@dataclass(frozen=True, order=True)
+class VirtualServer:
+    """One IPVS service: address, protocol and port, and how it balances."""
+
+    address: str
+    protocol: str  # TCP, UDP, SCTP
+    port: int
+    scheduler: str = "rr"
+    persistent: bool = False
+    timeout: int = 0  # persistence timeout, seconds (sessionAffinity ClientIP)
+    flags: int = 0  # extra flags beyond persistence (e.g. FLAG_SCHED1 for mh/sh fallback)
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ipaddress.ip_address(self.address).version == 6 else socket.AF_INET
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.address, self.protocol, self.port)
+
+    def all_flags(self) -> int:
+        return self.flags | (FLAG_PERSISTENT if self.persistent else 0)
+
+    def to_ipvs(self) -> IPVSService:
+        return IPVSService(
+            af=self.family,
+            addr=self.address,
+            port=self.port,
+            protocol=PROTOCOLS[self.protocol],
+            sched_name=self.scheduler,
+            flags={"flags": self.all_flags(), "mask": FLAGS_MASK},
+            timeout=self.timeout if self.persistent else 0,
+            netmask=_netmask(self.family),
+        )
+
+    @classmethod
+    def from_attrs(cls, svc) -> VirtualServer:
+        """Build from a decoded IPVS_CMD_ATTR_SERVICE attribute (a kernel reply)."""
+        flags = (svc.get_attr("IPVS_SVC_ATTR_FLAGS") or {"flags": 0})["flags"]
+        flags &= ~FLAG_HASHED
+        return cls(
+            address=str(ipaddress.ip_address(svc.get_attr("IPVS_SVC_ATTR_ADDR"))),
+            protocol=PROTOCOL_NAMES.get(svc.get_attr("IPVS_SVC_ATTR_PROTOCOL"), "?"),
+            port=svc.get_attr("IPVS_SVC_ATTR_PORT"),
+            scheduler=svc.get_attr("IPVS_SVC_ATTR_SCHED_NAME") or "",
+            persistent=bool(flags & FLAG_PERSISTENT),
+            timeout=svc.get_attr("IPVS_SVC_ATTR_TIMEOUT") or 0,
+            flags=flags & ~FLAG_PERSISTENT,
+        )
+
+
+@dataclass(frozen=True, order=True)
+class RealServer:
+    """One IPVS destination of a virtual server (an endpoint), with its live counters."""
+
+    address: str
+    port: int
+    weight: int = 1
+    active_conns: int = field(default=0, compare=False)
+    inactive_conns: int = field(default=0, compare=False)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.address, self.port)
+
+    def to_ipvs(self) -> IPVSDest:
+        family = socket.AF_INET6 if ipaddress.ip_address(self.address).version == 6 else socket.AF_INET
+        return IPVSDest(
+            addr=self.address,
+            addr_family=family,
+            port=self.port,
+            weight=self.weight,
+            fwd_method=FWD_MASQ,
+        )
+
+    @classmethod
+    def from_attrs(cls, dest) -> RealServer:
+        return cls(
+            address=str(ipaddress.ip_address(dest.get_attr("IPVS_DEST_ATTR_ADDR"))),
+            port=dest.get_attr("IPVS_DEST_ATTR_PORT"),
+            weight=dest.get_attr("IPVS_DEST_ATTR_WEIGHT") or 0,
+            active_conns=dest.get_attr("IPVS_DEST_ATTR_ACTIVE_CONNS") or 0,
+            inactive_conns=dest.get_attr("IPVS_DEST_ATTR_INACT_CONNS") or 0,
+        )
+
+
+def service_message(cmd: int, vs: VirtualServer | None, key_only: bool = False) -> genl.ipvsmsg:
+    """An IPVS request about one service (or, with ``vs=None``, all of them)."""
+    msg = genl.ipvsmsg()
+    msg["cmd"] = cmd
+    msg["version"] = genl.GENL_VERSION
+    msg["attrs"] = []
+    if vs is not None:
+        svc = vs.to_ipvs()
+        msg["attrs"].append(
+            ("IPVS_CMD_ATTR_SERVICE", svc.dump_key() if key_only else svc.dump_nla())
+        )
+    return msg
+
+
+def dest_message(cmd: int, vs: VirtualServer, rs: RealServer | None) -> genl.ipvsmsg:
+    """An IPVS request about one real server of ``vs`` (or, with ``rs=None``, all of them)."""
+    msg = genl.ipvsmsg()
+    msg["cmd"] = cmd
+    msg["version"] = genl.GENL_VERSION
+    msg["attrs"] = [("IPVS_CMD_ATTR_SERVICE", vs.to_ipvs().dump_key())]
+    if rs is not None:
+        msg["attrs"].append(("IPVS_CMD_ATTR_DEST", rs.to_ipvs().dump_nla()))
+    return msg
+
+
+class IpvsTransport(Protocol):
+    """Sends one IPVS generic-netlink message; returns the decoded reply messages.
+
+    Raises ``pyroute2.NetlinkError`` with the kernel's errno on failure.
+    """
+
+    def request(self, msg: genl.ipvsmsg, flags: int) -> list[genl.ipvsmsg]: ...
+
+    def close(self) -> None: ...
+
+
+class KernelIpvsTransport:
+    """The real kernel, through pyroute2's IPVS generic netlink socket."""
+
+    def __init__(self) -> None:
+        from pyroute2 import IPVS
+
+        self._sock = IPVS()
+
+    def request(self, msg: genl.ipvsmsg, flags: int) -> list[genl.ipvsmsg]:
+        prid = self._sock.asyncore.prid
+        return [
+            m
+            for m in self._sock.nlm_request(msg, msg_type=prid, msg_flags=flags)
+            if m.get("cmd") is not None and m["header"]["type"] == prid
+        ]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class IpvsClient:
+    """Virtual and real server operations, one netlink request each."""
+
+    def __init__(self, transport: IpvsTransport) -> None:
+        self.transport = transport
+
+    # virtual servers
+    def list_virtual_servers(self) -> list[VirtualServer]:
+        replies = self.transport.request(service_message(genl.IPVS_CMD_GET_SERVICE, None), DUMP)
+        return [VirtualServer.from_attrs(m.get_attr("IPVS_CMD_ATTR_SERVICE")) for m in replies]
+
+    def add_virtual_server(self, vs: VirtualServer) -> None:
+        self.transport.request(service_message(genl.IPVS_CMD_NEW_SERVICE, vs), CREATE)
+
+    def update_virtual_server(self, vs: VirtualServer) -> None:
+        self.transport.request(service_message(genl.IPVS_CMD_SET_SERVICE, vs), REQUEST)
+
+    def delete_virtual_server(self, vs: VirtualServer) -> None:
+        self.transport.request(
+            service_message(genl.IPVS_CMD_DEL_SERVICE, vs, key_only=True), REQUEST
+        )
+
+    def flush(self) -> None:
+        self.transport.request(service_message(genl.IPVS_CMD_FLUSH, None), REQUEST)
+
+    # real servers
+    def list_real_servers(self, vs: VirtualServer) -> list[RealServer]:
+        replies = self.transport.request(dest_message(genl.IPVS_CMD_GET_DEST, vs, None), DUMP)
+        return [RealServer.from_attrs(m.get_attr("IPVS_CMD_ATTR_DEST")) for m in replies]
+
+    def add_real_server(self, vs: VirtualServer, rs: RealServer) -> None:
+        self.transport.request(dest_message(genl.IPVS_CMD_NEW_DEST, vs, rs), CREATE)
+
+    def update_real_server(self, vs: VirtualServer, rs: RealServer) -> None:
+        self.transport.request(dest_message(genl.IPVS_CMD_SET_DEST, vs, rs), REQUEST)
+
+    def delete_real_server(self, vs: VirtualServer, rs: RealServer) -> None:
+        self.transport.request(dest_message(genl.IPVS_CMD_DEL_DEST, vs, rs), REQUEST)
+
+    def close(self) -> None:
+        self.transport.close()

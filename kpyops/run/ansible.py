@@ -1,0 +1,111 @@
+"""Running ansible-playbook: the command line, its live output, and the play recap.
+
+Output is streamed line by line. Without -v the user sees a progress line (the current
+task and elapsed time); with -v every line Ansible prints. The PLAY RECAP is parsed so
+callers (and tests) can check changed=0 on a re-run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+ANSIBLE_CFG = PROJECT / "ansible.cfg"
+FACT_CACHE = Path.home() / ".cache" / "kpyops" / "ansible-facts"
+
+_TASK = re.compile(r"^(TASK|RUNNING HANDLER) \[(?P<name>.*)\]")
+_PLAY = re.compile(r"^PLAY \[(?P<name>.*)\]")
+_RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(\w+=\d+\s*)+)$")
+
+
+class PlaybookFailed(RuntimeError):
+    def __init__(self, playbook: str, rc: int, tail: list[str]):
+        self.rc, self.tail = rc, tail
+        super().__init__(f"{playbook} failed (exit {rc})")
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(h.get("changed", 0) for h in self.recap.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not any(
+            h.get("failed", 0) or h.get("unreachable", 0) for h in self.recap.values()
+        )
+
+
+def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
+    recap: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in lines:
+        if line.startswith("PLAY RECAP"):
+            in_recap, recap = True, {}
+            continue
+        if in_recap:
+            m = _RECAP.match(line.strip())
+            if m:
+                recap[m["host"]] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m["counts"])}
+    return recap
+
+
+def playbook_command(playbook: str, inventory: str, *, extra_vars: dict | None = None,
+                     limit: str | None = None, check: bool = False, diff: bool = False,
+                     verbosity: int = 0) -> list[str]:
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", inventory,
+           str(PROJECT / playbook)]
+    for k, v in (extra_vars or {}).items():
+        cmd += ["-e", f"{k}={v}"]
+    if limit:
+        cmd += ["--limit", limit]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    if verbosity > 1:
+        cmd.append("-" + "v" * (verbosity - 1))
+    return cmd
+
+
+def run_playbook(playbook: str, inventory: str, *, on_line: Callable[[str], None] | None = None,
+                 on_task: Callable[[str], None] | None = None, **kwargs) -> PlaybookResult:
+    """Run a playbook of this project against an inventory; raise PlaybookFailed on failure."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0",
+           "PYTHONUNBUFFERED": "1"}
+    start = time.monotonic()
+    lines: list[str] = []
+    tail: deque[str] = deque(maxlen=60)
+    proc = subprocess.Popen(playbook_command(playbook, inventory, **kwargs), cwd=PROJECT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.rstrip("\n")
+        lines.append(line)
+        tail.append(line)
+        if on_line:
+            on_line(line)
+        m = _TASK.match(line) or _PLAY.match(line)
+        if m and on_task:
+            on_task(m["name"])
+    rc = proc.wait()
+    result = PlaybookResult(rc=rc, recap=parse_recap(lines), seconds=time.monotonic() - start,
+                            output=lines)
+    if not result.ok:
+        raise PlaybookFailed(playbook, rc, list(tail))
+    return result
