@@ -157,9 +157,7 @@ class FakeIpvsKernel:
         if dkey not in current.dests:
             raise _KernelError(errno.ENOENT)
         if cmd == genl.IPVS_CMD_SET_DEST:
-            kept = {
-                k: v for k, v in current.dests[dkey].items() if k.endswith("_CONNS")
-            }
+            kept = {k: v for k, v in current.dests[dkey].items() if k.endswith("_CONNS")}
             current.dests[dkey] = {**dict(dest["attrs"]), **kept}
             return []
         if cmd == genl.IPVS_CMD_DEL_DEST:

@@ -53,9 +53,7 @@ EXTERNAL_IP = SetSpec(
 EXTERNAL_IP_LOCAL = SetSpec(
     "KUBE-EXTERNAL-IP-LOCAL", HASH_IP_PORT, "Kubernetes service external ip + port with externalTrafficPolicy=local"
 )  # fmt: skip
-LOAD_BALANCER = SetSpec(
-    "KUBE-LOAD-BALANCER", HASH_IP_PORT, "Kubernetes service lb portal"
-)
+LOAD_BALANCER = SetSpec("KUBE-LOAD-BALANCER", HASH_IP_PORT, "Kubernetes service lb portal")
 LOAD_BALANCER_LOCAL = SetSpec(
     "KUBE-LOAD-BALANCER-LOCAL", HASH_IP_PORT, "Kubernetes service load balancer ip + port with externalTrafficPolicy=local"
 )  # fmt: skip
@@ -68,11 +66,15 @@ LOAD_BALANCER_SOURCE_IP = SetSpec(
 LOAD_BALANCER_SOURCE_CIDR = SetSpec(
     "KUBE-LOAD-BALANCER-SOURCE-CIDR", HASH_IP_PORT_NET, "Kubernetes service load balancer ip + port + source cidr for packet filter purpose"
 )  # fmt: skip
-NODE_PORT_TCP = SetSpec("KUBE-NODE-PORT-TCP", BITMAP_PORT, "Kubernetes nodeport TCP port for masquerade purpose")
+NODE_PORT_TCP = SetSpec(
+    "KUBE-NODE-PORT-TCP", BITMAP_PORT, "Kubernetes nodeport TCP port for masquerade purpose"
+)
 NODE_PORT_LOCAL_TCP = SetSpec(
     "KUBE-NODE-PORT-LOCAL-TCP", BITMAP_PORT, "Kubernetes nodeport TCP port with externalTrafficPolicy=local"
 )  # fmt: skip
-NODE_PORT_UDP = SetSpec("KUBE-NODE-PORT-UDP", BITMAP_PORT, "Kubernetes nodeport UDP port for masquerade purpose")
+NODE_PORT_UDP = SetSpec(
+    "KUBE-NODE-PORT-UDP", BITMAP_PORT, "Kubernetes nodeport UDP port for masquerade purpose"
+)
 NODE_PORT_LOCAL_UDP = SetSpec(
     "KUBE-NODE-PORT-LOCAL-UDP", BITMAP_PORT, "Kubernetes nodeport UDP port with externalTrafficPolicy=local"
 )  # fmt: skip

@@ -61,7 +61,9 @@ class VirtualServer:
 
     @property
     def family(self) -> int:
-        return socket.AF_INET6 if ipaddress.ip_address(self.address).version == 6 else socket.AF_INET
+        return (
+            socket.AF_INET6 if ipaddress.ip_address(self.address).version == 6 else socket.AF_INET
+        )
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -113,7 +115,9 @@ class RealServer:
         return (self.address, self.port)
 
     def to_ipvs(self) -> IPVSDest:
-        family = socket.AF_INET6 if ipaddress.ip_address(self.address).version == 6 else socket.AF_INET
+        family = (
+            socket.AF_INET6 if ipaddress.ip_address(self.address).version == 6 else socket.AF_INET
+        )
         return IPVSDest(
             addr=self.address,
             addr_family=family,

@@ -33,6 +33,4 @@ class ToolRunner:
     def ok(self, args: Sequence[str]) -> bool:
         """True if the command exits 0 (for checks such as ``iptables -C``)."""
         self.calls.append(tuple(args))
-        return (
-            subprocess.run(self.argv(args), capture_output=True, check=False).returncode == 0
-        )
+        return subprocess.run(self.argv(args), capture_output=True, check=False).returncode == 0
