@@ -176,10 +176,10 @@ class IpvsTransport(Protocol):
 class KernelIpvsTransport:
     """The real kernel, through pyroute2's IPVS generic netlink socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, netns: str | None = None) -> None:
         from pyroute2 import IPVS
 
-        self._sock = IPVS()
+        self._sock = IPVS(netns=netns) if netns else IPVS()
 
     def request(self, msg: genl.ipvsmsg, flags: int) -> list[genl.ipvsmsg]:
         prid = self._sock.asyncore.prid
@@ -201,8 +201,16 @@ class IpvsClient:
 
     # virtual servers
     def list_virtual_servers(self) -> list[VirtualServer]:
+        """Every address-based virtual server (firewall-mark services are skipped)."""
         replies = self.transport.request(service_message(genl.IPVS_CMD_GET_SERVICE, None), DUMP)
-        return [VirtualServer.from_attrs(m.get_attr("IPVS_CMD_ATTR_SERVICE")) for m in replies]
+        attrs = [m.get_attr("IPVS_CMD_ATTR_SERVICE") for m in replies]
+        return [
+            VirtualServer.from_attrs(a)
+            for a in attrs
+            if a is not None
+            and a.get_attr("IPVS_SVC_ATTR_ADDR")
+            and not a.get_attr("IPVS_SVC_ATTR_FWMARK")
+        ]
 
     def add_virtual_server(self, vs: VirtualServer) -> None:
         self.transport.request(service_message(genl.IPVS_CMD_NEW_SERVICE, vs), CREATE)
