@@ -23,10 +23,13 @@ class CategorizedEndpoints:
 
 
 def uses_cluster_endpoints(svc: ServicePort) -> bool:
-    """Some traffic to ``svc`` is spread over the whole cluster."""
-    return not svc.internal_policy_local or (
-        svc.has_external_addresses and not svc.external_policy_local
-    )
+    """Some traffic to ``svc`` may go to any node's endpoints.
+
+    True for a Cluster internal policy, and for any externally reachable service: even under
+    an external Local policy, pods and the node itself reach external addresses cluster-wide
+    ("short-circuit"), as if going out to a load balancer and back.
+    """
+    return not svc.internal_policy_local or svc.has_external_addresses
 
 
 def uses_local_endpoints(svc: ServicePort) -> bool:

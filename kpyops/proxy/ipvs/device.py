@@ -71,8 +71,8 @@ class IpvsDevice:
                 for a in ipr.addr("dump", index=index)
             }
 
-    def reconcile(self, wanted: Iterable[str], family: int) -> tuple[int, int]:
-        """Bind missing addresses and unbind the others of ``family`` (4 or 6).
+    def reconcile(self, wanted: Iterable[str], family: int, unbind: bool = True) -> tuple[int, int]:
+        """Bind missing addresses and (with ``unbind``) unbind the others of ``family``.
 
         Returns (bound, unbound). Addresses of the other family are left alone: each
         family has its own dataplane.
@@ -89,9 +89,10 @@ class IpvsDevice:
             }
             for addr in sorted(want - have):
                 ipr.addr("add", index=index, address=addr, prefixlen=_prefixlen(addr))
-            for addr in sorted(have - want):
+            stale = sorted(have - want) if unbind else []
+            for addr in stale:
                 ipr.addr("del", index=index, address=addr, prefixlen=_prefixlen(addr))
-        return len(want - have), len(have - want)
+        return len(want - have), len(stale)
 
     def delete(self) -> None:
         """Remove the interface and with it every bound address; no-op if absent."""

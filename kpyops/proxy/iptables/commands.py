@@ -1,0 +1,52 @@
+"""Running iptables, iptables-save and iptables-restore (or their ip6tables twins)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+
+from kpyops.proxy.dataplane import DataplaneError
+
+
+class IptablesCommands:
+    """The iptables tools of one IP family; ``wait`` holds the xtables lock like kube-proxy."""
+
+    def __init__(self, family: int = 4) -> None:
+        self.family = family
+        base = "iptables" if family == 4 else "ip6tables"
+        self.iptables, self.save_bin, self.restore_bin = base, f"{base}-save", f"{base}-restore"
+
+    def _run(self, args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
+        except FileNotFoundError as err:
+            raise DataplaneError(f"{args[0]} is not installed") from err
+
+    def restore(self, text: str) -> None:
+        """Apply ``text`` with ``iptables-restore --noflush``; each table is one transaction."""
+        proc = self._run([self.restore_bin, "-w", "--noflush"], stdin=text)
+        if proc.returncode != 0:
+            raise DataplaneError(f"{self.restore_bin} failed: {proc.stderr.strip()}")
+
+    def save(self, table: str) -> str:
+        """``iptables-save -t TABLE`` output."""
+        proc = self._run([self.save_bin, "-t", table])
+        if proc.returncode != 0:
+            raise DataplaneError(f"{self.save_bin} -t {table} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def list_rules(self, table: str, chain: str) -> list[str] | None:
+        """``iptables -S CHAIN`` lines ("-A CHAIN ..."), or None if the chain does not exist."""
+        proc = self._run([self.iptables, "-w", "-t", table, "-S", chain])
+        if proc.returncode != 0:
+            return None
+        return [line for line in proc.stdout.splitlines() if line.startswith("-A ")]
+
+    def rule_exists(self, table: str, chain: str, args: Sequence[str]) -> bool:
+        """``iptables -C``: does the rule exist (False also when the chain is missing)."""
+        return self._run([self.iptables, "-w", "-t", table, "-C", chain, *args]).returncode == 0
+
+
+def chains_in_save(save_output: str) -> set[str]:
+    """Chain names declared in iptables-save output (":NAME POLICY [p:b]")."""
+    return {line[1:].split(" ", 1)[0] for line in save_output.splitlines() if line.startswith(":")}

@@ -1,0 +1,238 @@
+"""IptablesDataplane: service rules applied with iptables-restore, fully or partially.
+
+A full sync writes every chain; a partial sync rewrites only the per-service chains of the
+changed service ports and the top-level chains whose content changed (the per-service
+contributions to them are cached), and deletes the chains that changed services no longer
+need. Each sync is one ``iptables-restore --noflush`` run holding one transaction per table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+from kpyops.proxy.dataplane import DataplaneError, SyncResult
+from kpyops.proxy.iptables import chains as c
+from kpyops.proxy.iptables.commands import IptablesCommands, chains_in_save
+from kpyops.proxy.iptables.rules import (
+    RuleOptions,
+    ServiceRules,
+    fixed_rules,
+    node_ports_jump,
+    service_rules,
+)
+from kpyops.proxy.model import EndpointsMap, ServiceMap, ServicePortName
+
+log = logging.getLogger(__name__)
+
+LARGE_CLUSTER_ENDPOINTS = 1000  # past this, per-endpoint comments are dropped (as kube-proxy)
+
+# Top-level chains rebuilt from the per-service fragments: (table, chain) -> fragment field.
+TOP_LEVEL = {
+    ("nat", c.SERVICES): "nat_services",
+    ("nat", c.NODEPORTS): "nat_nodeports",
+    ("filter", c.SERVICES): "filter_services",
+    ("filter", c.EXTERNAL_SERVICES): "filter_external",
+    ("filter", c.NODEPORTS): "filter_nodeports",
+    ("filter", c.PROXY_FIREWALL): "filter_firewall",
+}
+
+
+class IptablesDataplane:
+    """kube-proxy's iptables mode for one IP family."""
+
+    def __init__(
+        self, options: RuleOptions | None = None, commands: IptablesCommands | None = None
+    ) -> None:
+        self.options = options or RuleOptions()
+        self.commands = commands or IptablesCommands(self.options.family)
+        self._fragments: dict[ServicePortName, ServiceRules] = {}
+        self._top_written: dict[tuple[str, str], list[str]] = {}
+        self._kernel_known = False  # we know exactly which of our chains the kernel holds
+        self.last_restore_input = ""
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def sync(
+        self, services: ServiceMap, endpoints: EndpointsMap, changed: set[ServicePortName] | None
+    ) -> SyncResult:
+        start = time.perf_counter()
+        full = changed is None or not self._kernel_known
+        existing_nat: set[str] = set()
+        missing_jumps: list[c.JumpRule] = []
+        if full:
+            if not self._kernel_known:
+                existing_nat = chains_in_save(self.commands.save("nat"))
+            missing_jumps = self._missing_jump_rules()
+        read_seconds = time.perf_counter() - start
+
+        comments = self._comments_wanted(services, endpoints)
+        opts = (
+            self.options
+            if comments == self.options.comments
+            else replace(self.options, comments=comments)
+        )
+        to_rebuild = list(services) if full else list(changed or ())
+        old_chains: set[str] = set()
+        if full:
+            old_chains = {
+                n
+                for n in existing_nat
+                if c.is_owned_chain("nat", n) and n.startswith(c.SERVICE_CHAIN_PREFIXES)
+            }
+            for frag in self._fragments.values():
+                old_chains.update(frag.chains)
+            self._fragments = {}
+        for spn in to_rebuild:
+            old = self._fragments.pop(spn, None)
+            if old is not None:
+                old_chains.update(old.chains)
+            svc = services.get(spn)
+            if svc is None:
+                continue
+            frag = service_rules(svc, endpoints.get(spn, ()), opts)
+            if frag is not None:
+                self._fragments[spn] = frag
+
+        written_services = [spn for spn in to_rebuild if spn in self._fragments]
+        new_chains = {name for spn in written_services for name in self._fragments[spn].chains}
+        stale = sorted(old_chains - new_chains - self._all_service_chains_except(written_services))
+        top = self._top_level_contents()
+        top_to_write = {k: v for k, v in top.items() if full or self._top_written.get(k) != v}
+
+        text = self._restore_text(full, top_to_write, written_services, stale, missing_jumps)
+        compute_seconds = time.perf_counter() - start
+        apply_start = time.perf_counter()
+        try:
+            self.commands.restore(text)
+        except DataplaneError:
+            self._kernel_known = False
+            self._top_written = {}
+            raise
+        apply_seconds = time.perf_counter() - apply_start
+        self.last_restore_input = text
+        self._top_written.update(top_to_write)
+        self._kernel_known = True
+        return SyncResult(
+            full=full,
+            services_written=len(written_services),
+            objects_deleted=len(stale),
+            compute_seconds=compute_seconds,
+            apply_seconds=apply_seconds,
+            details={"read_seconds": read_seconds, "restore_bytes": float(len(text))},
+        )
+
+    def _comments_wanted(self, services: ServiceMap, endpoints: EndpointsMap) -> bool:
+        if not self.options.comments:
+            return False
+        total = 0
+        for spn in services:
+            total += len(endpoints.get(spn, ()))
+            if total > LARGE_CLUSTER_ENDPOINTS:
+                return False
+        return True
+
+    def _all_service_chains_except(self, written: list[ServicePortName]) -> set[str]:
+        skip = set(written)
+        return {
+            name for spn, frag in self._fragments.items() if spn not in skip for name in frag.chains
+        }
+
+    def _top_level_contents(self) -> dict[tuple[str, str], list[str]]:
+        out: dict[tuple[str, str], list[str]] = {key: [] for key in TOP_LEVEL}
+        for spn in sorted(self._fragments):
+            frag = self._fragments[spn]
+            for key, attr in TOP_LEVEL.items():
+                lines = getattr(frag, attr)
+                if lines:
+                    out[key].extend(lines)
+        out[("nat", c.SERVICES)].extend(node_ports_jump(self.options))
+        return out
+
+    def _missing_jump_rules(self) -> list[c.JumpRule]:
+        present: dict[tuple[str, str], list[str] | None] = {}
+        missing = []
+        for rule in c.JUMP_RULES:
+            key = (rule.table, rule.chain)
+            if key not in present:
+                present[key] = self.commands.list_rules(*key) or []
+            if f"-A {rule.chain} {rule.spec}" not in present[key]:
+                missing.append(rule)
+        return missing
+
+    def _restore_text(
+        self,
+        full: bool,
+        top: dict[tuple[str, str], list[str]],
+        services: list[ServicePortName],
+        stale: list[str],
+        missing_jumps: list[c.JumpRule],
+    ) -> str:
+        fixed = fixed_rules(self.options) if full else {}
+        out: list[str] = []
+        for table in ("filter", "nat", "mangle"):
+            declare: list[str] = []
+            body: list[str] = []
+            for (t, chain), rules in fixed.items():
+                if t == table:
+                    declare.append(chain)
+                    body.extend(rules)
+            for (t, chain), rules in top.items():
+                if t == table:
+                    declare.append(chain)
+                    body.extend(rules)
+            if full:  # chains that exist but may stay empty must still be created
+                declare.extend(ch for ch in c.FIXED_CHAINS[table] if ch not in declare)
+            if table == "nat":
+                for spn in services:
+                    for chain, rules in self._fragments[spn].chains.items():
+                        declare.append(chain)
+                        body.extend(rules)
+                declare.extend(stale)
+            # Insert in reverse so the jumps end up in JUMP_RULES order at the top.
+            jumps = [
+                f"-I {r.chain} 1 {r.spec}" for r in reversed(missing_jumps) if r.table == table
+            ]
+            if not declare and not jumps:
+                continue
+            out.append(f"*{table}")
+            out.extend(f":{chain} - [0:0]" for chain in dict.fromkeys(declare))
+            out.extend(body)
+            out.extend(jumps)
+            if table == "nat":
+                out.extend(f"-X {chain}" for chain in stale)
+            out.append("COMMIT")
+        return "\n".join(out) + "\n"
+
+    # -- canary and cleanup ---------------------------------------------------------------------
+
+    def check_canary(self) -> bool:
+        """False if any table lost our canary rule (flushed or deleted by someone else)."""
+        ok = all(self.commands.rule_exists(table, c.CANARY, ["-j", "RETURN"]) for table in c.TABLES)
+        if not ok:
+            self._kernel_known = False
+        return ok
+
+    def cleanup(self) -> None:
+        """Delete our jump rules, then flush and delete every chain we own."""
+        for rule in c.JUMP_RULES:
+            while self.commands.rule_exists(rule.table, rule.chain, rule.args):
+                self.commands.restore(f"*{rule.table}\n-D {rule.chain} {rule.spec}\nCOMMIT\n")
+        text = []
+        for table in c.TABLES:
+            owned = sorted(
+                n for n in chains_in_save(self.commands.save(table)) if c.is_owned_chain(table, n)
+            )
+            if owned:
+                text += [
+                    f"*{table}",
+                    *(f":{n} - [0:0]" for n in owned),
+                    *(f"-X {n}" for n in owned),
+                    "COMMIT",
+                ]
+        if text:
+            self.commands.restore("\n".join(text) + "\n")
+        self._fragments = {}
+        self._top_written = {}
+        self._kernel_known = False

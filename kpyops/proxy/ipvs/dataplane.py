@@ -1,0 +1,304 @@
+"""IpvsDataplane: kube-proxy's IPVS mode behind kpyops' Dataplane interface.
+
+Every sync reconciles everything (like kube-proxy's IPVS proxier), in this order:
+
+1. ``kube-ipvs0`` exists and holds the new service addresses;
+2. the ipsets get their new members in one ``ipset restore`` batch;
+3. the constant-size iptables chains are rewritten with one ``iptables-restore --noflush``
+   (and the jumps from built-in chains ensured on full syncs);
+4. virtual servers are added or updated, and their real servers reconciled; removed TCP real
+   servers are drained first (weight 0) and deleted once they have no connections; UDP and
+   SCTP ones are deleted at once;
+5. virtual servers nobody wants are deleted, except those inside ``ipvs.excludeCIDRs``, and
+   their addresses unbound.
+
+One dataplane serves one IP family; dual-stack runs two.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from kpyops.proxy.config import ProxyConfig
+from kpyops.proxy.dataplane import DataplaneError, SyncResult
+from kpyops.proxy.ipvs import ipset as sets
+from kpyops.proxy.ipvs import rules
+from kpyops.proxy.ipvs.capability import require_ipvs
+from kpyops.proxy.ipvs.device import IpvsDevice
+from kpyops.proxy.ipvs.netlink import IpvsClient, KernelIpvsTransport, RealServer, VirtualServer
+from kpyops.proxy.ipvs.state import DesiredState, build_state, node_port_addresses
+from kpyops.proxy.ipvs.tools import ToolRunner
+from kpyops.proxy.model import EndpointsMap, ServiceMap, ServicePortName, ip_family
+
+log = logging.getLogger(__name__)
+
+# sysctls kube-proxy sets in IPVS mode (pkg/proxy/ipvs/proxier.go)
+IPVS_SYSCTLS = {
+    "net/ipv4/vs/conntrack": "1",  # let iptables SNAT (masquerade) see IPVS connections
+    "net/ipv4/vs/expire_nodest_conn": "1",  # drop connections to deleted real servers
+    "net/ipv4/vs/expire_quiescent_template": "1",  # and their persistence templates
+    "net/ipv4/ip_forward": "1",
+}
+STRICT_ARP_SYSCTLS = {"net/ipv4/conf/all/arp_ignore": "1", "net/ipv4/conf/all/arp_announce": "2"}
+
+
+def apply_sysctls(strict_arp: bool, root: Path = Path("/proc/sys")) -> dict[str, str]:
+    """Write IPVS mode's sysctls (only those that differ); returns what was written."""
+    wanted = dict(IPVS_SYSCTLS)
+    if strict_arp:
+        wanted.update(STRICT_ARP_SYSCTLS)
+    written = {}
+    for key, value in wanted.items():
+        path = root / key
+        if not path.exists():
+            raise DataplaneError(f"sysctl {key} is missing (is the ip_vs module loaded?)")
+        if path.read_text().strip() != value:
+            path.write_text(value + "\n")
+            written[key] = value
+    return written
+
+
+def local_addresses(netns: str | None, exclude_link: str) -> list[str]:
+    """Every address on this node's interfaces except ``exclude_link`` (kube-ipvs0)."""
+    with IPRoute(netns=netns) if netns else IPRoute() as ipr:
+        skip = set(ipr.link_lookup(ifname=exclude_link))
+        return sorted(
+            {
+                str(ipaddress.ip_address(a.get_attr("IFA_ADDRESS")))
+                for a in ipr.addr("dump")
+                if a["index"] not in skip
+            }
+        )
+
+
+class IpvsDataplane:
+    """Programs IPVS, ``kube-ipvs0``, the ipsets and the iptables chains of one IP family."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        family: int = 4,
+        *,
+        ipvs: IpvsClient | None = None,
+        netns: str | None = None,
+        device: IpvsDevice | None = None,
+        node_ips: Callable[[], Iterable[str]] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.config = config
+        self.family = family
+        self.netns = netns
+        self.runner = ToolRunner(netns)
+        self.device = device or IpvsDevice(netns=netns)
+        self.ipsets = sets.IpsetManager(self.runner, family)
+        self.rules = rules.IptablesRules(self.runner, family)
+        self._ipvs = ipvs
+        self._node_ips = node_ips or (lambda: local_addresses(netns, self.device.name))
+        self._clock = clock
+        self._applied: dict[tuple[str, str, int], frozenset[RealServer]] = {}
+        self._draining: set[tuple[tuple[str, str, int], tuple[str, int]]] = set()
+        self._synced = False
+        self.exclude = [
+            ipaddress.ip_network(c)
+            for c in config.ipvs.exclude_cidrs
+            if ipaddress.ip_network(c).version == family
+        ]
+        self.cluster_cidr = next((c for c in config.cluster_cidrs if ip_family(c) == family), None)
+
+    @classmethod
+    def for_node(cls, config: ProxyConfig, family: int = 4) -> IpvsDataplane:
+        """The production dataplane: checks the kernel first and explains what is missing."""
+        require_ipvs(config.ipvs.scheduler)
+        apply_sysctls(config.ipvs.strict_arp)
+        return cls(config, family)
+
+    @property
+    def ipvs(self) -> IpvsClient:
+        if self._ipvs is None:
+            self._ipvs = IpvsClient(KernelIpvsTransport(self.netns))
+        return self._ipvs
+
+    def _excluded(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return any(ip in net for net in self.exclude)
+
+    def _mine(self, vs: VirtualServer) -> bool:
+        return ipaddress.ip_address(vs.address).version == self.family
+
+    # --- sync -----------------------------------------------------------------------------
+    def desired(self, services: ServiceMap, endpoints: EndpointsMap) -> DesiredState:
+        nodes = node_port_addresses(self._node_ips(), self.config.node_port_addresses, self.family)
+        return build_state(services, endpoints, self.family, self.config.ipvs.scheduler, nodes)
+
+    def sync(
+        self,
+        services: ServiceMap,
+        endpoints: EndpointsMap,
+        changed: set[ServicePortName] | None,
+    ) -> SyncResult:
+        t0 = self._clock()
+        state = self.desired(services, endpoints)
+        rules_text = rules.render(
+            self.family,
+            [spec for spec, members in state.ipsets.items() if members],
+            masquerade_mark=1 << self.config.iptables.masquerade_bit,
+            masquerade_all=self.config.iptables.masquerade_all,
+            cluster_cidr=self.cluster_cidr,
+        )
+        t1 = self._clock()
+        d: dict[str, float] = {}
+        try:
+            self.device.ensure()
+            d["addresses_bound"], _ = self.device.reconcile(state.bound, self.family, unbind=False)
+            t_ipset = self._clock()
+            d["ipset_added"], d["ipset_deleted"] = self.ipsets.apply(state.ipsets)
+            t_ipt = self._clock()
+            self.rules.apply(rules_text)
+            if changed is None or not self._synced:
+                d["jumps_added"] = self.rules.ensure_jumps()
+            t_ipvs = self._clock()
+            self._sync_ipvs(state, full=changed is None, d=d)
+            t_end = self._clock()
+            _, d["addresses_unbound"] = self.device.reconcile(state.bound, self.family)
+        except NetlinkError as err:
+            raise DataplaneError(f"IPVS netlink request failed: {err}") from err
+        t2 = self._clock()
+        self._synced = True
+        d.update(
+            ipset_seconds=t_ipt - t_ipset,
+            iptables_seconds=t_ipvs - t_ipt,
+            ipvs_seconds=t_end - t_ipvs,
+        )
+        return SyncResult(
+            full=True,
+            services_written=len({state.owners[k] for k in state.servers}),
+            objects_deleted=int(d["vs_deleted"] + d["rs_deleted"] + d["ipset_deleted"]),
+            compute_seconds=t1 - t0,
+            apply_seconds=t2 - t1,
+            details=d,
+        )
+
+    def _sync_ipvs(self, state: DesiredState, full: bool, d: dict[str, float]) -> None:
+        for k in ("vs_added", "vs_updated", "vs_deleted", "rs_added", "rs_updated",
+                  "rs_deleted", "rs_draining"):  # fmt: skip
+            d[k] = 0
+        current = {vs.key: vs for vs in self.ipvs.list_virtual_servers() if self._mine(vs)}
+        for key, vs in state.servers.items():
+            have = current.get(key)
+            if have is None:
+                self.ipvs.add_virtual_server(vs)
+                d["vs_added"] += 1
+                real: list[RealServer] = []
+            else:
+                if have != vs:
+                    self.ipvs.update_virtual_server(vs)
+                    d["vs_updated"] += 1
+                unchanged = self._applied.get(key) == state.real_servers[key]
+                draining = any(k == key for k, _ in self._draining)
+                if unchanged and not draining and not full:
+                    continue
+                real = self.ipvs.list_real_servers(vs)
+            self._sync_real_servers(vs, real, state.real_servers[key], d)
+            self._applied[key] = state.real_servers[key]
+
+        for key, vs in current.items():
+            if key in state.servers or self._excluded(vs.address):
+                continue
+            self.ipvs.delete_virtual_server(vs)
+            d["vs_deleted"] += 1
+            self._applied.pop(key, None)
+            self._draining = {x for x in self._draining if x[0] != key}
+
+    def _sync_real_servers(
+        self,
+        vs: VirtualServer,
+        real: list[RealServer],
+        wanted: frozenset[RealServer],
+        d: dict[str, float],
+    ) -> None:
+        have = {rs.key: rs for rs in real}
+        want = {rs.key for rs in wanted}
+        for rs in sorted(wanted):
+            cur = have.get(rs.key)
+            if cur is None:
+                self.ipvs.add_real_server(vs, rs)
+                d["rs_added"] += 1
+            elif cur.weight != rs.weight:
+                self.ipvs.update_real_server(vs, rs)  # back from draining
+                d["rs_updated"] += 1
+            self._draining.discard((vs.key, rs.key))
+        for key, cur in sorted(have.items()):
+            if key in want:
+                continue
+            idle = cur.active_conns + cur.inactive_conns == 0
+            if vs.protocol != "TCP" or idle:
+                try:
+                    self.ipvs.delete_real_server(vs, cur)
+                except NetlinkError as err:
+                    if err.code != errno.ENOENT:
+                        raise
+                self._draining.discard((vs.key, key))
+                d["rs_deleted"] += 1
+            else:
+                if cur.weight != 0:
+                    drained = RealServer(cur.address, cur.port, weight=0)
+                    self.ipvs.update_real_server(vs, drained)
+                self._draining.add((vs.key, key))
+                d["rs_draining"] += 1
+
+    # --- canary and cleanup -----------------------------------------------------------------
+    def check_canary(self) -> bool:
+        """False if our chains or kube-ipvs0 disappeared since the last sync."""
+        if not self._synced:
+            return True
+        return self.rules.chains_present() and self.device.exists()
+
+    def cleanup(self, flush_ipvs_state: bool = True) -> None:
+        """Remove our virtual servers, chains, ipsets and kube-ipvs0; safe to run twice.
+
+        Virtual servers are ours if their address is bound on kube-ipvs0, or if their port
+        is one of our NodePorts (from the KUBE-NODE-PORT-* sets), or if this process made
+        them; those inside ``ipvs.excludeCIDRs`` are kept.
+        """
+        if flush_ipvs_state:
+            self._cleanup_virtual_servers()
+        self.rules.remove()
+        self.ipsets.destroy()
+        self.device.delete()
+        self._applied.clear()
+        self._draining.clear()
+        self._synced = False
+
+    def _cleanup_virtual_servers(self) -> None:
+        bound = self.device.addresses()
+        members = self.ipsets.current()
+        node_ports: set[tuple[str, int]] = set()
+        for proto, spec in sets.NODE_PORT_SETS.items():
+            for member in members.get(spec.name_for(self.family), ()):
+                port = member.rsplit(":", 1)[-1]
+                node_ports.add((proto, int(port)))
+        try:
+            current = self.ipvs.list_virtual_servers()
+        except NetlinkError as err:
+            if err.code == errno.ENOENT:
+                return  # no IPVS in this kernel: nothing could have been created
+            raise
+        except DataplaneError:
+            return
+        for vs in current:
+            if not self._mine(vs) or self._excluded(vs.address):
+                continue
+            if (
+                vs.address in bound
+                or (vs.protocol, vs.port) in node_ports
+                or vs.key in self._applied
+            ):
+                self.ipvs.delete_virtual_server(vs)
