@@ -62,7 +62,9 @@ def test_port_is_big_endian_on_the_wire():
 
 @pytest.mark.parametrize("scheduler", ["rr", "wrr", "lc", "dh", "sh", "sed", "nq"])
 def test_every_supported_scheduler_is_sent_by_name(scheduler):
-    m = wire(service_message(genl.IPVS_CMD_NEW_SERVICE, VirtualServer("10.0.0.1", "TCP", 80, scheduler)))
+    m = wire(
+        service_message(genl.IPVS_CMD_NEW_SERVICE, VirtualServer("10.0.0.1", "TCP", 80, scheduler))
+    )
     assert svc_attrs(m).get_attr("IPVS_SVC_ATTR_SCHED_NAME") == scheduler
 
 
