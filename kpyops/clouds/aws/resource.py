@@ -70,6 +70,7 @@ class Context:
         self.extra_tags = dict(extra_tags or {})
         self.ids: dict[str, str] = {}
         self.actuals: dict[str, Actual] = {}
+        self.dns: tuple[str, str, str] | None = None  # (zone, record, load balancer name)
 
     def call(self, service: str, operation: str, **kwargs) -> dict:
         return self.session.call(service, operation, **kwargs)

@@ -1,0 +1,101 @@
+"""AwsCloud: the Cloud interface for --cloud aws, tying model, planner, applier, deleter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kpyops.clouds.aws.applier import apply_resources
+from kpyops.clouds.aws.deleter import delete_found
+from kpyops.clouds.aws.desired import desired_resources, lb_name
+from kpyops.clouds.aws.inventory import inventory_hosts
+from kpyops.clouds.aws.planner import make_plan, scan
+from kpyops.clouds.aws.preflight import preflight
+from kpyops.clouds.aws.resource import Context
+from kpyops.clouds.aws.session import AwsSession
+from kpyops.clouds.base import Change, Cloud, InventoryHost, Progress
+from kpyops.spec.complete import complete
+from kpyops.spec.model import Cluster
+from kpyops.state.base import StateStore
+
+SessionFactory = Callable[..., AwsSession]
+
+
+class AwsCloud(Cloud):
+    name = "aws"
+
+    def __init__(
+        self,
+        store: StateStore,
+        progress: Progress = lambda _msg: None,
+        *,
+        session_factory: SessionFactory = AwsSession,
+        delete_timeout: float = 900,
+    ):
+        super().__init__(store, progress)
+        self.session_factory = session_factory
+        self.delete_timeout = delete_timeout
+
+    def context(self, cluster: Cluster, *, read_only: bool) -> tuple[Cluster, Context]:
+        cluster = complete(cluster)
+        aws = cluster.spec.aws
+        assert aws is not None
+        ctx = Context(self.session_factory(aws.region, read_only=read_only), cluster.name,
+                      aws.extra_tags)
+        if aws.dns is not None and aws.dns.record:
+            ctx.dns = (aws.dns.zone, aws.dns.record, lb_name(cluster.name))
+        return cluster, ctx
+
+    def _public_key(self, cluster: str) -> Callable[[], str]:
+        def make() -> str:
+            from kpyops.clouds.local.sshkey import ensure_ssh_key
+
+            return ensure_ssh_key(self.store, cluster)
+
+        return make
+
+    def _resources(self, cluster: Cluster, ctx: Context):
+        image = preflight(ctx, cluster)
+        return desired_resources(cluster, image, self._public_key(cluster.name))
+
+    def plan(self, cluster: Cluster) -> list[Change]:
+        """What apply would change. Only Describe/List/Get calls; nothing is written."""
+        cluster, ctx = self.context(cluster, read_only=True)
+        return make_plan(ctx, self._resources(cluster, ctx)).changes
+
+    def apply(self, cluster: Cluster) -> list[Change]:
+        cluster, ctx = self.context(cluster, read_only=False)
+        resources = self._resources(cluster, ctx)
+        return apply_resources(ctx, resources, self.progress, delete_timeout=self.delete_timeout)
+
+    def plan_delete(self, cluster: Cluster) -> list[Change]:
+        cluster, ctx = self.context(cluster, read_only=True)
+        return [
+            Change("untag" if f.shared else "delete", f.kind, f"{f.name} ({f.id})")
+            for f in scan(ctx)
+        ]
+
+    def delete(self, cluster: Cluster) -> list[Change]:
+        cluster, ctx = self.context(cluster, read_only=False)
+        found = scan(ctx)
+        if found:
+            delete_found(ctx, found, progress=self.progress, timeout=self.delete_timeout)
+        return [Change("untag" if f.shared else "delete", f.kind, f"{f.name} ({f.id})") for f in found]
+
+    def inventory_hosts(self, cluster: Cluster) -> list[InventoryHost]:
+        cluster, ctx = self.context(cluster, read_only=True)
+        aws = cluster.spec.aws
+        assert aws is not None
+        return inventory_hosts(ctx, ssh_user=cluster.spec.ssh.user, private=aws.private_subnets)
+
+    def api_endpoint(self, cluster: Cluster) -> str | None:
+        """The API's name for certificates and kubeconfigs: the DNS record when the spec
+        has one, else the load balancer's DNS name (None before apply)."""
+        cluster, ctx = self.context(cluster, read_only=True)
+        aws = cluster.spec.aws
+        assert aws is not None
+        if aws.dns is not None and aws.dns.record:
+            return aws.dns.record
+        from kpyops.clouds.aws.loadbalancer import LoadBalancer
+
+        actual = LoadBalancer("lb-api", lb_name=lb_name(cluster.name)).find(ctx)
+        return actual.raw.get("DNSName") if actual else None
