@@ -51,8 +51,10 @@ for u in systemd-networkd-wait-online.service getty@tty1.service console-getty.s
   systemctl mask "$u" >/dev/null 2>&1 || true
 done
 echo 'localhost' > /etc/hostname
+# a fresh package index, so hosts install packages like any new Debian machine
+printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' > /etc/apt/sources.list
+apt-get update -qq
 apt-get clean
-rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 """
 
 IMAGE_REPO = "localhost/kpyops-node"
