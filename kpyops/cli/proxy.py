@@ -1,0 +1,60 @@
+"""`kpyops proxy`: the per-node service proxy daemon (kube-proxy's job, in Python)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+
+@click.command("proxy")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1).",
+)
+@click.option("--cleanup", is_flag=True, help="Remove every rule the proxy creates, then exit.")
+@click.option(
+    "--services-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Read Services and EndpointSlices from YAML files here instead of the API.",
+)
+@click.option(
+    "--poll-interval", type=float, default=0.5, show_default=True, help="With --services-dir."
+)
+@click.option("--log-level", default="info", show_default=True)
+def command(
+    config_path: str, cleanup: bool, services_dir: str | None, poll_interval: float, log_level: str
+) -> None:
+    """Run the service proxy on this node."""
+    from kpyops.proxy.config import ConfigError, load_config
+    from kpyops.proxy.daemon import ProxyDaemon, cleanup_all
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
+    if cleanup:
+        cleanup_all(config)
+        click.echo("proxy rules removed")
+        return
+    try:
+        daemon = ProxyDaemon(config, source_dir=services_dir, poll_interval=poll_interval)
+    except Exception as err:
+        from kpyops.proxy.ipvs import IpvsUnavailable
+
+        if isinstance(err, IpvsUnavailable):
+            raise click.ClickException(str(err)) from err
+        raise
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.stop())
+    daemon.run()
+    sys.exit(0)

@@ -1,0 +1,147 @@
+"""Running the proxy: build the dataplane, sources, servers and loop from a ProxyConfig."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from kpyops.proxy.config import ProxyConfig
+from kpyops.proxy.conntrack import ConntrackCleaner
+from kpyops.proxy.dataplane import Dataplane
+from kpyops.proxy.dualstack import DualStackDataplane
+from kpyops.proxy.health import ProxierHealth
+from kpyops.proxy.iptables import IptablesDataplane
+from kpyops.proxy.iptables.rules import RuleOptions
+from kpyops.proxy.metrics import ProxyMetrics
+from kpyops.proxy.model import ip_family
+from kpyops.proxy.proxier import Proxier
+from kpyops.proxy.servers import serve_healthz, serve_metrics
+
+log = logging.getLogger(__name__)
+
+ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
+
+
+def proxy_families(config: ProxyConfig) -> list[int]:
+    """IPv4, plus IPv6 when the cluster CIDRs say the cluster is dual-stack or IPv6."""
+    return sorted({ip_family(c) for c in config.cluster_cidrs}) or [4]
+
+
+def _node_port_cidrs(config: ProxyConfig, family: int) -> tuple[str, ...]:
+    out = []
+    for item in config.node_port_addresses:
+        if item == "localhost":
+            out.append("127.0.0.0/8" if family == 4 else "::1/128")
+        elif item != "primary" and ip_family(item) == family:
+            out.append(item)
+    return tuple(out)
+
+
+def iptables_dataplane(config: ProxyConfig, family: int) -> IptablesDataplane:
+    return IptablesDataplane(
+        RuleOptions(
+            family=family,
+            masquerade_bit=config.iptables.masquerade_bit,
+            masquerade_all=config.iptables.masquerade_all,
+            cluster_cidrs=tuple(c for c in config.cluster_cidrs if ip_family(c) == family),
+            node_port_cidrs=_node_port_cidrs(config, family),
+            localhost_node_ports=config.iptables.localhost_node_ports,
+            tcp_be_liberal=config.conntrack.tcp_be_liberal,
+        )
+    )
+
+
+def build_dataplane(config: ProxyConfig) -> Dataplane:
+    """The dataplane of the configured mode; in ipvs mode, raises IpvsUnavailable if the
+    kernel cannot do IPVS (the message says what is missing)."""
+    if config.mode == "ipvs":
+        from kpyops.proxy.ipvs import IpvsDataplane
+
+        planes: list[Dataplane] = [
+            IpvsDataplane.for_node(config, f) for f in proxy_families(config)
+        ]
+    else:
+        planes = [iptables_dataplane(config, f) for f in proxy_families(config)]
+        if 4 in proxy_families(config) and config.iptables.localhost_node_ports:
+            _enable_route_localnet()
+    return planes[0] if len(planes) == 1 else DualStackDataplane(planes)
+
+
+def _enable_route_localnet() -> None:
+    """NodePorts on 127.0.0.1 need route_localnet, as kube-proxy sets it."""
+    try:
+        if ROUTE_LOCALNET.read_text().strip() != "1":
+            ROUTE_LOCALNET.write_text("1\n")
+    except OSError as err:
+        log.warning("cannot set %s (localhost NodePorts will not work): %s", ROUTE_LOCALNET, err)
+
+
+def cleanup_all(config: ProxyConfig) -> None:
+    """``--cleanup``: remove what every mode creates (iptables mode, and IPVS where possible)."""
+    for family in proxy_families(config):
+        iptables_dataplane(config, family).cleanup()
+    try:
+        from kpyops.proxy.ipvs import IpvsDataplane
+
+        for family in proxy_families(config):
+            IpvsDataplane(config, family).cleanup()
+    except Exception as err:  # no IPVS in this kernel: nothing of it to clean
+        log.info("IPVS cleanup skipped: %s", err)
+
+
+class ProxyDaemon:
+    """The running proxy: servers, a source, and the sync loop, stoppable from a test."""
+
+    def __init__(
+        self, config: ProxyConfig, source_dir: str | None = None, poll_interval: float = 0.5
+    ) -> None:
+        self.config = config
+        self.stop_event = threading.Event()
+        self.metrics = ProxyMetrics()
+        self.health = ProxierHealth(2 * config.sync_period)
+        self.dataplane = build_dataplane(config)
+        self.proxier = Proxier(
+            self.dataplane,
+            hostname=config.hostname,
+            sync_period=config.sync_period,
+            min_sync_period=config.min_sync_period,
+            conntrack=ConntrackCleaner(),
+            metrics=self.metrics,
+            health=self.health,
+        )
+        if source_dir:
+            from kpyops.proxy.sources.directory import DirectorySource
+
+            self.source = DirectorySource(source_dir, self.proxier, poll_interval)
+        else:
+            from kpyops.proxy.sources.api import ApiSource
+
+            self.source = ApiSource.from_kubeconfig(config.kubeconfig or None, self.proxier)
+        self.servers = []
+
+    def run(self) -> None:
+        """Serve and sync until :meth:`stop`."""
+        if self.config.healthz_bind_address:
+            self.servers.append(
+                serve_healthz(self.config.healthz_bind_address, self.health, self.metrics)
+            )
+        if self.config.metrics_bind_address:
+            self.servers.append(
+                serve_metrics(self.config.metrics_bind_address, self.metrics, self.config.mode)
+            )
+        source = threading.Thread(
+            target=self.source.run, args=(self.stop_event,), name="source", daemon=True
+        )
+        source.start()
+        log.info(
+            "kpyops proxy running in %s mode as node %s", self.config.mode, self.config.hostname
+        )
+        self.proxier.runner.loop()
+        self.stop_event.set()
+        for server in self.servers:
+            server.shutdown()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.proxier.runner.stop()

@@ -1,0 +1,259 @@
+"""ApiSource: Services and EndpointSlices from the Kubernetes API, by list+watch.
+
+Each resource has a :class:`Reflector`: it lists (in pages), hands the complete set to an
+:class:`~kpyops.proxy.sources.store.ObjectStore`, then watches from the list's
+resourceVersion with bookmarks. A dropped or timed-out watch resumes from the last
+resourceVersion seen (events and bookmarks advance it); "410 Gone" (as an HTTP status or as a
+watch ERROR event) means that version was compacted away, so it relists. Failures back off
+exponentially with jitter. Objects labelled for another proxy or as headless are filtered by
+the server, with kube-proxy's label selector.
+
+Connection settings come from a kubeconfig or the in-cluster service account, loaded with the
+``kubernetes`` package; the requests themselves are plain HTTP(S) with urllib3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import urllib3
+
+from kpyops.proxy.objects import LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME
+from kpyops.proxy.sources import SourceHandler
+from kpyops.proxy.sources.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+SERVICES_PATH = "/api/v1/services"
+ENDPOINT_SLICES_PATH = "/apis/discovery.k8s.io/v1/endpointslices"
+PROXY_LABEL_SELECTOR = f"!{LABEL_SERVICE_PROXY_NAME},!{LABEL_HEADLESS}"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class ResourceExpired(ApiError):
+    """410 Gone: the requested resourceVersion is too old; relist."""
+
+
+@dataclass
+class ApiClient:
+    """Just enough of a Kubernetes client for list and watch."""
+
+    host: str
+    headers: dict[str, str] = field(default_factory=dict)
+    pool: urllib3.PoolManager = field(default_factory=urllib3.PoolManager)
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None) -> ApiClient:
+        """From a kubeconfig file, or in-cluster settings when ``path`` is None."""
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        if path:
+            config.load_kube_config(config_file=path, client_configuration=cfg)
+        else:
+            config.load_incluster_config(client_configuration=cfg)
+        headers = {}
+        token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+        if token:
+            prefix = cfg.api_key_prefix.get("authorization", "")
+            headers["Authorization"] = (
+                token if token.startswith("Bearer") else f"{prefix or 'Bearer'} {token}"
+            )
+        pool = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE",
+            ca_certs=cfg.ssl_ca_cert,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+        )
+        return cls(cfg.host.rstrip("/"), headers, pool)
+
+    def _request(self, path: str, params: dict[str, str], timeout: urllib3.Timeout, stream: bool):
+        resp = self.pool.request(
+            "GET",
+            self.host + path,
+            fields=params,
+            headers={"Accept": "application/json", **self.headers},
+            timeout=timeout,
+            preload_content=not stream,
+            retries=False,
+        )
+        if resp.status != 200:
+            body = resp.data if not stream else resp.read()
+            resp.release_conn()
+            message = body.decode(errors="replace")[:300]
+            if resp.status == 410:
+                raise ResourceExpired(410, message)
+            raise ApiError(resp.status, message)
+        return resp
+
+    def get_json(self, path: str, params: dict[str, str], timeout: float = 30.0) -> dict:
+        resp = self._request(path, params, urllib3.Timeout(connect=10, read=timeout), stream=False)
+        return json.loads(resp.data)
+
+    def watch_lines(
+        self, path: str, params: dict[str, str], read_timeout: float
+    ) -> Iterator[bytes]:
+        """The lines (one JSON event each) of a streaming watch response."""
+        resp = self._request(
+            path, params, urllib3.Timeout(connect=10, read=read_timeout), stream=True
+        )
+        try:
+            buffer = b""
+            for chunk in resp.stream(65536, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                yield from (line for line in lines if line.strip())
+            if buffer.strip():
+                yield buffer
+        finally:
+            resp.release_conn()
+
+
+class Reflector:
+    """List+watch one resource into a store."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        path: str,
+        store: ObjectStore,
+        on_synced: Callable[[], None],
+        label_selector: str = PROXY_LABEL_SELECTOR,
+        page_size: int = 500,
+        watch_timeout: int = 300,
+        backoff_initial: float = 0.8,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.store = store
+        self.on_synced = on_synced
+        self.label_selector = label_selector
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.resource_version: str | None = None
+        self.lists = 0  # how many complete listings were done (for tests and logs)
+        self.watches = 0
+        self._synced = False
+
+    def list(self) -> None:
+        """List every object (all pages); replace the store; remember the resourceVersion."""
+        items: list[dict] = []
+        params = {"limit": str(self.page_size)}
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        while True:
+            page = self.client.get_json(self.path, params)
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                break
+            params["continue"] = meta["continue"]
+        self.store.replace(items)
+        self.resource_version = meta.get("resourceVersion") or ""
+        self.lists += 1
+        if not self._synced:
+            self._synced = True
+            self.on_synced()
+
+    def watch(self, stop: threading.Event) -> int:
+        """Watch from the current resourceVersion until the stream ends; events handled."""
+        params = {
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": self.resource_version or "",
+            "timeoutSeconds": str(self.watch_timeout),
+        }
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        self.watches += 1
+        handled = 0
+        for line in self.client.watch_lines(self.path, params, self.watch_timeout + 15):
+            if stop.is_set():
+                break
+            event = json.loads(line)
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "ERROR":
+                code = obj.get("code", 0)
+                if code == 410:
+                    raise ResourceExpired(410, obj.get("message", "resource version expired"))
+                raise ApiError(code, obj.get("message", "watch error"))
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if kind in ("ADDED", "MODIFIED"):
+                self.store.upsert(obj)
+            elif kind == "DELETED":
+                self.store.delete(obj)
+            elif kind != "BOOKMARK":
+                log.warning("%s: unknown watch event type %r", self.path, kind)
+                continue
+            if rv:
+                self.resource_version = rv
+            handled += 1
+        return handled
+
+    def run(self, stop: threading.Event) -> None:
+        """List, then watch forever; relist on 410; back off on errors."""
+        delay = self.backoff_initial
+        while not stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self.list()
+                self.watch(stop)
+                delay = self.backoff_initial  # a watch that ran and ended cleanly
+                continue
+            except ResourceExpired:
+                log.info(
+                    "%s: resourceVersion %s expired, relisting", self.path, self.resource_version
+                )
+                self.resource_version = None
+                continue
+            except (ApiError, urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+                log.warning("%s: %s; retrying in %.1fs", self.path, err, delay)
+            stop.wait(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.backoff_max)
+
+
+class ApiSource:
+    """Services and EndpointSlices, each from its own reflector thread."""
+
+    def __init__(self, client: ApiClient, handler: SourceHandler, **reflector_options) -> None:
+        self.services = Reflector(
+            client,
+            SERVICES_PATH,
+            ObjectStore(handler.on_service_update, handler.on_service_delete),
+            handler.on_services_synced,
+            **reflector_options,
+        )
+        self.slices = Reflector(
+            client,
+            ENDPOINT_SLICES_PATH,
+            ObjectStore(handler.on_slice_update, handler.on_slice_delete),
+            handler.on_slices_synced,
+            **reflector_options,
+        )
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None, handler: SourceHandler) -> ApiSource:
+        return cls(ApiClient.from_kubeconfig(path), handler)
+
+    def run(self, stop: threading.Event) -> None:
+        threads = [
+            threading.Thread(target=r.run, args=(stop,), name=f"watch-{r.path}", daemon=True)
+            for r in (self.services, self.slices)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
