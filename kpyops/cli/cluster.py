@@ -17,7 +17,7 @@ def _store(ctx: click.Context):
 
 def _spec_from_flags(name: str, file, cloud, control_planes, nodes, k8s_version, proxy_mode):
     """The user's spec: a file, or flags; flags given next to a file override it."""
-    data = loads(file.read()).model_dump(by_alias=True, exclude_none=True, mode="json") if file else {}
+    data = to_data(loads(file.read()), full=False) if file else {}
     data.setdefault("apiVersion", "kpyops.io/v1alpha1")
     data.setdefault("kind", "Cluster")
     data["metadata"] = {**data.get("metadata", {}), "name": name}

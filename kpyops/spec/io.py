@@ -28,8 +28,11 @@ def loads(text: str) -> Cluster:
 
 
 def to_data(cluster: Cluster, *, full: bool = True) -> dict:
-    """Plain data in wire form (camelCase); ``full=False`` drops fields left at None."""
-    return cluster.model_dump(mode="json", by_alias=True, exclude_none=not full)
+    """Plain data in wire form (camelCase); ``full=False`` keeps only what the user set."""
+    data = cluster.model_dump(mode="json", by_alias=True, exclude_unset=not full)
+    if not full:
+        data = {"apiVersion": cluster.api_version, "kind": cluster.kind, **data}
+    return data
 
 
 def dumps(cluster: Cluster, *, full: bool = True) -> str:

@@ -1,0 +1,70 @@
+"""Inventory rendering: groups, host variables, group_vars from the completed spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from kpyops.render.inventory import render_inventory
+from kpyops.spec import complete, loads, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rendered(data: dict, **kw) -> dict:
+    files = render_inventory(complete(parse(data)), **kw)
+    return {k: yaml.safe_load(v) for k, v in files.items()}
+
+
+def base(**spec) -> dict:
+    return {"metadata": {"name": "r"}, "spec": spec}
+
+
+def test_groups_and_hosts_of_a_local_cluster():
+    inv = rendered(base(controlPlane={"count": 3}), ssh_key_file="/k", known_hosts_file="/kh")
+    hosts = inv["hosts.yml"]["all"]
+    assert sorted(hosts["children"]["kube_control_plane"]["hosts"]) == ["r-cp-1", "r-cp-2", "r-cp-3"]
+    assert sorted(hosts["children"]["etcd"]["hosts"]) == ["r-cp-1", "r-cp-2", "r-cp-3"]
+    assert sorted(hosts["children"]["kube_node"]["hosts"]) == ["r-node-1", "r-node-2"]
+    assert hosts["children"]["k8s_cluster"]["children"] == {"kube_control_plane": {}, "kube_node": {}}
+    assert hosts["vars"]["ansible_ssh_private_key_file"] == "/k"
+    assert "UserKnownHostsFile=/kh" in hosts["vars"]["ansible_ssh_common_args"]
+    node = hosts["hosts"]["r-node-1"]
+    assert node["kpyops_node_group"] == "node" and node["ansible_host"] == node["kpyops_address"]
+
+
+def test_group_vars_come_from_the_spec():
+    inv = rendered(base(cloud="local", kubeProxy={"mode": "iptables"},
+                        networking={"serviceCIDR": "10.100.0.0/16"}))
+    cluster = inv["group_vars/all/cluster.yml"]
+    assert cluster["kpyops_cluster_dns"] == "10.100.0.10"
+    assert cluster["kpyops_node_groups"]["node"]["kubelet"]["cpuManagerPolicy"] == "none"
+    hosts = inv["group_vars/all/hosts.yml"]
+    assert hosts["kernel_modules_ipvs"] is False
+    # a local cluster shares the kernel: nothing kernel-wide
+    assert hosts["kernel_modules_load"] is False and hosts["bootstrap_swapoff"] is False
+
+
+def test_dedicated_etcd_hosts_and_bastion():
+    data = base(cloud="baremetal",
+                controlPlane={"hosts": [{"name": "cp", "address": "192.0.2.10"}]},
+                etcd={"hosts": [{"name": f"e{i}", "address": f"192.0.2.2{i}"} for i in range(3)]},
+                nodeGroups=[{"name": "w", "hosts": [{"name": "w1", "address": "192.0.2.30",
+                                                     "sshAddress": "198.51.100.30"}]}],
+                ssh={"user": "admin", "bastion": {"host": "bastion.example.org"}})
+    inv = rendered(data)["hosts.yml"]["all"]
+    assert sorted(inv["children"]["etcd"]["hosts"]) == ["e0", "e1", "e2"]
+    assert inv["hosts"]["w1"]["ansible_host"] == "198.51.100.30"
+    assert inv["hosts"]["w1"]["kpyops_address"] == "192.0.2.30"
+    assert inv["vars"]["ansible_user"] == "admin"
+    assert "ProxyJump=root@bastion.example.org:22" in inv["vars"]["ansible_ssh_common_args"]
+
+
+def test_sample_inventory_group_vars_match_its_spec():
+    """inventory/sample's group_vars are rendered from its cluster.yaml; keep them in step."""
+    sample = ROOT / "inventory" / "sample"
+    files = render_inventory(complete(loads((sample / "cluster.yaml").read_text())))
+    for rel, text in files.items():
+        if rel.startswith("group_vars/"):
+            assert (sample / rel).read_text() == text, f"regenerate inventory/sample/{rel}"
