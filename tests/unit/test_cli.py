@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -20,7 +21,7 @@ for _c in commands.all_commands():
 
 class RecordingCloud(Cloud):
     name = "fake"
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
 
     def plan(self, cluster):
         return [Change("create", "container", h.name) for h in cluster.spec.control_plane.hosts]
@@ -65,7 +66,7 @@ def test_dry_run_prints_completed_spec_and_writes_nothing(env):
     ],
 )
 def test_bad_input_exits_2_and_touches_nothing(env, args, field, monkeypatch):
-    run, root = env
+    _run, root = env
     stdin = yaml.safe_dump({"metadata": {"name": "x"}, "spec": {"etcd": {"members": 2}}})
     r = CliRunner().invoke(cli, ["--state", str(root), "create", "cluster", "bad", "--yes", *args],
                            input=stdin)
