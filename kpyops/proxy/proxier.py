@@ -145,6 +145,8 @@ class Proxier:
             self.runner.retry_after(self.sync_period)
             return None
 
+        if self.conntrack is not None and endpoint_update.previous:
+            self.conntrack.clean(self.service_map, endpoint_update.previous, self.endpoints_map)
         elapsed = time.perf_counter() - start
         if full:
             self._need_full_sync = False
@@ -160,8 +162,6 @@ class Proxier:
             if wall >= trigger:
                 self.metrics.network_programming.observe(wall - trigger)
         self.health.updated()
-        if self.conntrack is not None and endpoint_update.previous:
-            self.conntrack.clean(self.service_map, endpoint_update.previous, self.endpoints_map)
         self.last_result = result
         self.syncs += 1
         log.info(
