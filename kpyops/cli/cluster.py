@@ -6,7 +6,7 @@ import click
 
 from kpyops import lifecycle
 from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr
-from kpyops.run.ansible import PlaybookFailed
+from kpyops.run.ansible import PlaybookFailed, ansible_warnings
 from kpyops.spec import SpecError, complete, loads, parse, to_data
 from kpyops.state import ClusterNotFound, LockHeld, StateError, open_store
 
@@ -45,6 +45,8 @@ def _converge(store, user, verbose: int) -> None:
             for line in err.tail:
                 stderr.print(line, markup=False, highlight=False)
         fail(f"{err} (run again with -v to see all of Ansible's output)")
+    for warning in ansible_warnings(result.output):
+        stderr.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     progress(f"converged in {result.seconds:.0f}s: "
              + ", ".join(f"{h} changed={r.get('changed', 0)}" for h, r in result.recap.items()))
 

@@ -64,6 +64,13 @@ def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
     return recap
 
 
+def ansible_warnings(lines: list[str]) -> list[str]:
+    """Messages roles report with a "WARNING:" debug message (e.g. a missing kernel module)."""
+    text = "\n".join(lines)
+    found = re.findall(r'"msg": "WARNING: (.*?)"\n\s*}', text, flags=re.S)
+    return list(dict.fromkeys(" ".join(m.replace("\\n", " ").split()) for m in found))
+
+
 def playbook_command(playbook: str, inventory: str, *, extra_vars: dict | None = None,
                      limit: str | None = None, check: bool = False, diff: bool = False,
                      verbosity: int = 0) -> list[str]:

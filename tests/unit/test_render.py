@@ -68,3 +68,16 @@ def test_sample_inventory_group_vars_match_its_spec():
     for rel, text in files.items():
         if rel.startswith("group_vars/"):
             assert (sample / rel).read_text() == text, f"regenerate inventory/sample/{rel}"
+
+
+def test_ansible_warnings_are_collected_once():
+    from kpyops.run.ansible import ansible_warnings, parse_recap
+
+    lines = ['ok: [a] => {', '    "msg": "WARNING: kernel modules not available on a',
+             '(kernel 6): ip_vs.\\nLoading is off."', '}', 'ok: [b] => {',
+             '    "msg": "WARNING: kernel modules not available on a', '(kernel 6): ip_vs.\\nLoading is off."', '}',
+             'PLAY RECAP ****', 'a   : ok=3    changed=1    unreachable=0    failed=0    ',
+             'b   : ok=3    changed=0    unreachable=0    failed=0    ']
+    assert ansible_warnings(lines) == ["kernel modules not available on a (kernel 6): ip_vs. Loading is off."]
+    assert parse_recap(lines) == {"a": {"ok": 3, "changed": 1, "unreachable": 0, "failed": 0},
+                                  "b": {"ok": 3, "changed": 0, "unreachable": 0, "failed": 0}}
