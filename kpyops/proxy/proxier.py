@@ -109,6 +109,11 @@ class Proxier:
         """Both sources have delivered their initial listing."""
         return self._services_synced and self._slices_synced
 
+    def request_full_sync(self) -> None:
+        """Make the next sync rewrite everything."""
+        self._need_full_sync = True
+        self.runner.run()
+
     # -- the sync -------------------------------------------------------------------------------
 
     def sync_proxy_rules(self) -> SyncResult | None:
@@ -125,7 +130,9 @@ class Proxier:
         changed = service_changes | endpoint_update.changed
 
         now = self.clock()
-        if not self._need_full_sync and now - self._last_canary_check >= self.sync_period:
+        # Check on every periodic sync (nothing changed) and at least once per syncPeriod.
+        canary_due = not changed or now - self._last_canary_check >= self.sync_period
+        if not self._need_full_sync and canary_due:
             self._last_canary_check = now
             if not self.dataplane.check_canary():
                 log.warning("proxy rules were flushed by someone else: doing a full sync")

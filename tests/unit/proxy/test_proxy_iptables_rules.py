@@ -1,0 +1,133 @@
+"""The iptables text the dataplane writes, checked without a kernel (see the netns tests)."""
+
+from kpyops.proxy.iptables import chains as c
+from kpyops.proxy.iptables.dataplane import IptablesDataplane
+from kpyops.proxy.iptables.rules import RuleOptions, service_rules
+from kpyops.proxy.model import Endpoint, ServicePort, ServicePortName
+
+SPN = ServicePortName("default", "web", "http", "TCP")
+EPS = tuple(Endpoint(f"10.0.0.{i}", 8080, node_name="n2") for i in range(1, 5))
+OPTS = RuleOptions(cluster_cidrs=("10.244.0.0/16",))
+
+
+def svc(**kw):
+    return ServicePort(SPN, ("10.96.0.10",), 80, **kw)
+
+
+class FakeCommands:
+    def __init__(self):
+        self.restores: list[str] = []
+        self.saved = {"nat": "", "filter": "", "mangle": ""}
+        self.canary = True
+
+    def restore(self, text):
+        self.restores.append(text)
+
+    def save(self, table):
+        return self.saved[table]
+
+    def list_rules(self, table, chain):
+        return []
+
+    def rule_exists(self, table, chain, args):
+        return self.canary
+
+
+def test_spreading_probabilities():
+    rules = service_rules(svc(), EPS, OPTS).chains[c.service_chain(c.SVC_PREFIX, SPN)]
+    spread = [r for r in rules if "KUBE-SEP-" in r]
+    assert len(spread) == 4
+    assert "--probability 0.25000000000" in spread[0]
+    assert "--probability 0.33333333333" in spread[1]
+    assert "--probability 0.50000000000" in spread[2]
+    assert "statistic" not in spread[3]
+    assert rules[0].startswith(
+        f"-A {c.service_chain(c.SVC_PREFIX, SPN)} ! -s 10.244.0.0/16 -d 10.96.0.10/32"
+    )
+
+
+def test_client_ip_affinity_uses_recent():
+    frag = service_rules(svc(session_affinity_client_ip=True, sticky_max_age_seconds=60), EPS, OPTS)
+    svc_rules = frag.chains[c.service_chain(c.SVC_PREFIX, SPN)]
+    checks = [r for r in svc_rules if "--rcheck --seconds 60" in r]
+    assert len(checks) == 4 and svc_rules.index(checks[-1]) < svc_rules.index(
+        next(r for r in svc_rules if "statistic" in r)
+    )
+    sep = c.endpoint_chain(SPN, EPS[0])
+    assert any(f"-m recent --set --name {sep}" in r for r in frag.chains[sep])
+
+
+def test_no_endpoints_reject_in_filter_and_no_nat():
+    frag = service_rules(svc(node_port=30080, external_ips=("192.0.2.1",)), (), OPTS)
+    assert frag.nat_services == [] and frag.nat_nodeports == [] and frag.chains == {}
+    assert "-j REJECT" in frag.filter_services[0] and "-d 10.96.0.10/32" in frag.filter_services[0]
+    assert len(frag.filter_external) == 2 and all("REJECT" in r for r in frag.filter_external)
+
+
+def test_local_external_policy_without_local_endpoints_drops_external_traffic():
+    frag = service_rules(svc(node_port=30080, external_policy_local=True), EPS, OPTS)
+    assert any("--dport 30080 -j DROP" in r for r in frag.filter_external)
+    ext = frag.chains[c.service_chain(c.EXT_PREFIX, SPN)]
+    assert not any(r.endswith(c.service_chain(c.SVL_PREFIX, SPN)) for r in ext)
+    assert frag.nat_services and "KUBE-SVC-" in frag.nat_services[0]  # internal still cluster-wide
+
+
+def test_other_family_skipped():
+    assert service_rules(svc(), EPS, RuleOptions(family=6)) is None
+
+
+def _maps(n_eps=3):
+    return {SPN: svc()}, {SPN: EPS[:n_eps]}
+
+
+def test_partial_sync_writes_only_changed_chains_and_deletes_stale():
+    fake = FakeCommands()
+    dp = IptablesDataplane(OPTS, commands=fake)
+    other = ServicePortName("default", "api", "", "TCP")
+    services = {SPN: svc(), other: ServicePort(other, ("10.96.0.11",), 443)}
+    endpoints = {SPN: EPS[:3], other: (Endpoint("10.0.1.1", 443),)}
+    first = dp.sync(services, endpoints, None)
+    assert first.full and first.services_written == 2
+    assert "*mangle" in fake.restores[-1] and "-I PREROUTING 1" in fake.restores[-1]
+
+    endpoints[SPN] = EPS[:2]
+    result = dp.sync(services, endpoints, {SPN})
+    text = fake.restores[-1]
+    assert not result.full and result.services_written == 1 and result.objects_deleted == 1
+    assert c.service_chain(c.SVC_PREFIX, other) not in text  # untouched service
+    assert f":{c.SERVICES} " not in text  # top-level content unchanged: not rewritten
+    assert f"-X {c.endpoint_chain(SPN, EPS[2])}" in text
+    assert "*filter" not in text and "*mangle" not in text
+
+    del services[other], endpoints[other]
+    dp.sync(services, endpoints, {other})
+    text = fake.restores[-1]
+    assert f":{c.SERVICES} - [0:0]" in text  # its jump is gone from KUBE-SERVICES
+    assert f"-X {c.service_chain(c.SVC_PREFIX, other)}" in text
+
+
+def test_first_full_sync_deletes_chains_left_by_a_previous_run():
+    fake = FakeCommands()
+    fake.saved["nat"] = ":KUBE-SVC-OLDOLDOLDOLDOLD1 - [0:0]\n:KUBE-FIREWALL - [0:0]\n"
+    dp = IptablesDataplane(OPTS, commands=fake)
+    dp.sync(*_maps(), None)
+    assert "-X KUBE-SVC-OLDOLDOLDOLDOLD1" in fake.restores[-1]
+    assert "KUBE-FIREWALL" not in fake.restores[-1]  # not ours
+
+
+def test_canary_failure_makes_next_sync_full():
+    fake = FakeCommands()
+    dp = IptablesDataplane(OPTS, commands=fake)
+    dp.sync(*_maps(), None)
+    fake.canary = False
+    assert not dp.check_canary()
+    assert dp.sync(*_maps(), {SPN}).full
+
+
+def test_large_clusters_drop_per_endpoint_comments():
+    fake = FakeCommands()
+    dp = IptablesDataplane(OPTS, commands=fake)
+    many = tuple(Endpoint(f"10.1.{i // 250}.{i % 250}", 80) for i in range(1001))
+    dp.sync({SPN: svc()}, {SPN: many}, None)
+    sep_rules = [r for r in fake.restores[-1].splitlines() if r.startswith("-A KUBE-SEP-")]
+    assert sep_rules and not any("comment" in r for r in sep_rules)
