@@ -55,6 +55,26 @@ class Run:
     output: str
     recap: dict[str, dict[str, int]]
 
+    def events(self) -> list[tuple[str, str, str]]:
+        """(task name, host, status) in the order Ansible reported them."""
+        out: list[tuple[str, str, str]] = []
+        task = ""
+        body = self.output.split("PLAY RECAP")[0]
+        for line in body.splitlines():
+            m = re.match(r"^(?:TASK|RUNNING HANDLER) \[(?:[^:\]]+ : )?(.*)\] \*+", line)
+            if m:
+                task = m.group(1)
+                continue
+            m = re.match(r"^(ok|changed|skipping|fatal|failed): \[([^\]]+)\]", line)
+            if m:
+                out.append((task, m.group(2).split(" -> ")[0], m.group(1)))
+                continue
+            m = re.match(r"^included: .* for (.*)$", line)
+            if m:
+                for host in m.group(1).split(", "):
+                    out.append((task, host.strip(), "included"))
+        return out
+
     def changed(self) -> dict[str, int]:
         return {h: r["changed"] for h, r in self.recap.items()}
 
@@ -182,3 +202,16 @@ class Lab:
         """(octal mode, owner:group) of a path on a host."""
         mode, owner = self.sh(host, f"stat -c '%a %U:%G' {path}").split()
         return mode, owner
+
+
+FAKE_KUBELET = Path(__file__).with_name("fake_kubelet.py")
+
+
+def install_fake_kubelet(lab: Lab, hosts: list[str]) -> None:
+    """Put the kubelet test double (see fake_kubelet.py) on hosts, with python3-yaml."""
+    for host in hosts:
+        lab.sh(host, "test -d /var/lib/apt/lists/partial && ls /var/lib/apt/lists | grep -q Packages "
+                     "|| apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                     "python3-yaml >/dev/null")
+        subprocess.run(["podman", "cp", str(FAKE_KUBELET), f"{host}:/usr/local/bin/kubelet"], check=True)
+        lab.sh(host, "chmod 0755 /usr/local/bin/kubelet")

@@ -1,0 +1,157 @@
+"""kubelet role on real test hosts, with the kubelet test double (fake_kubelet.py).
+
+Runs the real playbook (playbooks/kubelet.yml, binary download skipped by an explicit
+variable) and checks files, modes, the CPU-manager policy switch and the last-known-good
+rollback on the hosts afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from nodelab import ROOT, Lab, install_fake_kubelet, podman_ready
+
+pytestmark = pytest.mark.integration
+
+PLAYBOOK = ROOT / "playbooks/kubelet.yml"
+SKIP = {"kube_binaries_skip_download": True}
+NODES = ["kpckl-work-1", "kpckl-work-2"]
+SPEC = {
+    "metadata": {"name": "kpckl"},
+    "spec": {
+        "cloud": "local",
+        "local": {"subnet": "10.213.242.0/24"},
+        "nodeGroups": [{"name": "work", "count": 2}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    why = podman_ready()
+    if why:
+        pytest.skip(why)
+    lab = Lab(SPEC, tmp_path_factory.mktemp("kubelet"))
+    lab.create()
+    install_fake_kubelet(lab, NODES)
+    yield lab
+    lab.destroy()
+
+
+def run(lab: Lab, **extra):
+    return lab.playbook(PLAYBOOK, limit=",".join(NODES), extra_vars={**SKIP, **extra})
+
+
+def set_work_kubelet(lab: Lab, **settings) -> None:
+    cluster = lab.cluster.model_copy(deep=True)
+    group = next(g for g in cluster.spec.node_groups if g.name == "work")
+    data = group.kubelet.model_dump(by_alias=True, exclude_none=True)
+    data.update(settings)
+    group.kubelet = type(group.kubelet).model_validate(data)
+    lab.write_inventory(cluster)
+
+
+def active(lab: Lab, host: str, name: str = "config.yaml") -> dict:
+    return yaml.safe_load(lab.sh(host, f"cat /var/lib/kubelet/{'kpyops/' if name != 'config.yaml' else ''}{name}"))
+
+
+def checkpoint(lab: Lab, host: str) -> str:
+    return json.loads(lab.sh(host, "cat /var/lib/kubelet/cpu_manager_state"))["policyName"]
+
+
+def test_1_converge_writes_files_with_cis_modes_and_is_idempotent(lab):
+    first = run(lab)
+    first.assert_ok()
+    assert "SKIPPED: kube_binaries_skip_download is true" in first.output
+    run(lab).assert_no_change()
+    for host in NODES:
+        assert lab.sh(host, "systemctl is-active kubelet").strip() == "active"
+        assert lab.sh(host, "curl -s http://127.0.0.1:10248/healthz") == "ok"
+        assert checkpoint(lab, host) == "none"
+        cfg = active(lab, host)
+        assert cfg["cpuManagerPolicy"] == "none" and cfg["readOnlyPort"] == 0
+        # CIS checks on files (mode at most, owner root:root)
+        for path, mode in {
+            "/var/lib/kubelet/config.yaml": "600",          # 4.1.9 / 4.1.10
+            "/etc/systemd/system/kubelet.service": "600",   # 4.1.1 / 4.1.2
+            "/etc/kubernetes/kubelet.conf": "600",          # 4.1.5 / 4.1.6
+            "/var/lib/kubelet": "700",
+            "/etc/kubernetes/manifests": "700",
+        }.items():
+            assert lab.stat(host, path) == (mode, "root:root"), path
+
+
+def test_2_cpu_manager_switch_drains_stops_removes_checkpoint_and_starts(lab):
+    set_work_kubelet(lab, cpuManagerPolicy="static", reservedSystemCPUs="0")
+    r = run(lab)
+    r.assert_ok()
+    out = r.output
+    assert "CPU manager policy none -> static" in out
+    # no API on the test hosts: the role says it did not drain, and goes on
+    assert "is not cordoned nor drained before the CPU-manager switch" in out
+    # the sequence on each node, and serial: node 1 is healthy before node 2 is stopped
+    ev = [(t, h, s) for t, h, s in r.events() if t.startswith(("Rollout |", "Health |", "Drain |"))]
+    order = [(t, h) for t, h, s in ev if s in ("changed", "ok", "included")]
+
+    def at(task, host):
+        return order.index((task, host))
+
+    for host in NODES:
+        steps = ["Drain | Check whether the API answers (from the first control plane)",
+                 "Rollout | Stop kubelet for the CPU-manager policy switch",
+                 "Rollout | Remove the CPU manager's checkpoint of the old policy",
+                 "Rollout | Make the assigned configuration active",
+                 "Rollout | Restart kubelet with the new configuration",
+                 "Health | Probe kubelet's /healthz until it answers ok"]
+        positions = [at(step, host) for step in steps]
+        assert positions == sorted(positions), host
+    assert at("Health | Probe kubelet's /healthz until it answers ok", NODES[0]) < at(
+        "Rollout | Stop kubelet for the CPU-manager policy switch", NODES[1])
+    for host in NODES:
+        assert checkpoint(lab, host) == "static"
+        assert active(lab, host)["cpuManagerPolicy"] == "static"
+        assert active(lab, host, "last-known-good.yaml")["cpuManagerPolicy"] == "none"
+        assert lab.sh(host, "curl -s http://127.0.0.1:10248/healthz") == "ok"
+    run(lab).assert_no_change()
+
+
+def test_3_without_removing_the_checkpoint_kubelet_would_crash(lab):
+    """The negative control for test 2: the double refuses a policy that differs from the
+    checkpoint, like kubelet; so the removal in the role is what made test 2 pass."""
+    host = NODES[0]
+    out = lab.sh(host, "sed 's/cpuManagerPolicy: static/cpuManagerPolicy: none/' "
+                       "/var/lib/kubelet/config.yaml > /tmp/c.yaml; "
+                       "timeout 5 /usr/local/bin/kubelet --config=/tmp/c.yaml; echo rc=$?", check=False)
+    assert "differs from state checkpoint policy" in out and "rc=1" in out
+
+
+def test_4_bad_config_is_rolled_back_to_last_known_good(lab):
+    before = {h: active(lab, h) for h in NODES}
+    set_work_kubelet(lab, evictionHard={"memory.available": "lots"})
+    r = run(lab, kubelet_health_timeout=12)
+    assert r.rc != 0
+    first = NODES[0]
+    assert r.recap[first]["failed"] == 1
+    assert f"kubelet on {first} did not report healthy within 12s" in r.output
+    assert "Restored the last-known-good configuration; kubelet is healthy again" in r.output
+    assert "failed to parse evictionHard threshold" in r.output  # the reason, from kubelet's log
+    # serial + any_errors_fatal: the second node was never touched
+    assert NODES[1] not in r.recap or r.recap[NODES[1]]["changed"] == 0
+    assert active(lab, NODES[1]) == before[NODES[1]]
+    # the first node runs its previous configuration again, healthy
+    assert active(lab, first) == before[first]
+    assert lab.sh(first, "curl -s http://127.0.0.1:10248/healthz") == "ok"
+    assigned = active(lab, first, "assigned.yaml")
+    assert assigned["evictionHard"]["memory.available"] == "lots"
+    assert lab.stat(first, "/var/lib/kubelet/kpyops/last-known-good.yaml") == ("600", "root:root")
+
+
+def test_5_fixed_spec_converges_again(lab):
+    set_work_kubelet(lab, evictionHard={"memory.available": "200Mi"})
+    run(lab).assert_ok()
+    for host in NODES:
+        assert active(lab, host)["evictionHard"]["memory.available"] == "200Mi"
+        assert lab.sh(host, "curl -s http://127.0.0.1:10248/healthz") == "ok"
+    run(lab).assert_no_change()
