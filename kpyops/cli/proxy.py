@@ -27,9 +27,21 @@ import click
 @click.option(
     "--poll-interval", type=float, default=0.5, show_default=True, help="With --services-dir."
 )
+@click.option(
+    "--iptables-backend",
+    type=click.Choice(["system", "nft", "legacy"]),
+    default="system",
+    show_default=True,
+    help="Which iptables to drive: the system's default, iptables-nft or iptables-legacy.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def command(
-    config_path: str, cleanup: bool, services_dir: str | None, poll_interval: float, log_level: str
+    config_path: str,
+    cleanup: bool,
+    services_dir: str | None,
+    poll_interval: float,
+    iptables_backend: str,
+    log_level: str,
 ) -> None:
     """Run the service proxy on this node."""
     from kpyops.proxy.config import ConfigError, load_config
@@ -43,11 +55,16 @@ def command(
     except ConfigError as err:
         raise click.ClickException(str(err)) from err
     if cleanup:
-        cleanup_all(config)
+        cleanup_all(config, iptables_backend)
         click.echo("proxy rules removed")
         return
     try:
-        daemon = ProxyDaemon(config, source_dir=services_dir, poll_interval=poll_interval)
+        daemon = ProxyDaemon(
+            config,
+            source_dir=services_dir,
+            poll_interval=poll_interval,
+            iptables_backend=iptables_backend,
+        )
     except Exception as err:
         from kpyops.proxy.ipvs import IpvsUnavailable
 

@@ -12,6 +12,7 @@ from kpyops.proxy.dataplane import Dataplane
 from kpyops.proxy.dualstack import DualStackDataplane
 from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.iptables import IptablesDataplane
+from kpyops.proxy.iptables.commands import IptablesCommands
 from kpyops.proxy.iptables.rules import RuleOptions
 from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import ip_family
@@ -38,7 +39,9 @@ def _node_port_cidrs(config: ProxyConfig, family: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-def iptables_dataplane(config: ProxyConfig, family: int) -> IptablesDataplane:
+def iptables_dataplane(
+    config: ProxyConfig, family: int, backend: str = "system"
+) -> IptablesDataplane:
     return IptablesDataplane(
         RuleOptions(
             family=family,
@@ -48,11 +51,12 @@ def iptables_dataplane(config: ProxyConfig, family: int) -> IptablesDataplane:
             node_port_cidrs=_node_port_cidrs(config, family),
             localhost_node_ports=config.iptables.localhost_node_ports,
             tcp_be_liberal=config.conntrack.tcp_be_liberal,
-        )
+        ),
+        IptablesCommands(family, backend),
     )
 
 
-def build_dataplane(config: ProxyConfig) -> Dataplane:
+def build_dataplane(config: ProxyConfig, iptables_backend: str = "system") -> Dataplane:
     """The dataplane of the configured mode; in ipvs mode, raises IpvsUnavailable if the
     kernel cannot do IPVS (the message says what is missing)."""
     if config.mode == "ipvs":
@@ -62,7 +66,7 @@ def build_dataplane(config: ProxyConfig) -> Dataplane:
             IpvsDataplane.for_node(config, f) for f in proxy_families(config)
         ]
     else:
-        planes = [iptables_dataplane(config, f) for f in proxy_families(config)]
+        planes = [iptables_dataplane(config, f, iptables_backend) for f in proxy_families(config)]
         if 4 in proxy_families(config) and config.iptables.localhost_node_ports:
             _enable_route_localnet()
     return planes[0] if len(planes) == 1 else DualStackDataplane(planes)
@@ -77,10 +81,10 @@ def _enable_route_localnet() -> None:
         log.warning("cannot set %s (localhost NodePorts will not work): %s", ROUTE_LOCALNET, err)
 
 
-def cleanup_all(config: ProxyConfig) -> None:
+def cleanup_all(config: ProxyConfig, iptables_backend: str = "system") -> None:
     """``--cleanup``: remove what every mode creates (iptables mode, and IPVS where possible)."""
     for family in proxy_families(config):
-        iptables_dataplane(config, family).cleanup()
+        iptables_dataplane(config, family, iptables_backend).cleanup()
     try:
         from kpyops.proxy.ipvs import IpvsDataplane
 
@@ -94,13 +98,17 @@ class ProxyDaemon:
     """The running proxy: servers, a source, and the sync loop, stoppable from a test."""
 
     def __init__(
-        self, config: ProxyConfig, source_dir: str | None = None, poll_interval: float = 0.5
+        self,
+        config: ProxyConfig,
+        source_dir: str | None = None,
+        poll_interval: float = 0.5,
+        iptables_backend: str = "system",
     ) -> None:
         self.config = config
         self.stop_event = threading.Event()
         self.metrics = ProxyMetrics()
         self.health = ProxierHealth(2 * config.sync_period)
-        self.dataplane = build_dataplane(config)
+        self.dataplane = build_dataplane(config, iptables_backend)
         self.proxier = Proxier(
             self.dataplane,
             hostname=config.hostname,

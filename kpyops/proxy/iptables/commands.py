@@ -7,13 +7,25 @@ from collections.abc import Sequence
 
 from kpyops.proxy.dataplane import DataplaneError
 
+BACKENDS = ("system", "nft", "legacy")
+
 
 class IptablesCommands:
-    """The iptables tools of one IP family; ``wait`` holds the xtables lock like kube-proxy."""
+    """The iptables tools of one IP family and backend; ``-w`` waits for the xtables lock.
 
-    def __init__(self, family: int = 4) -> None:
+    ``backend`` "system" runs ``iptables*`` (whatever the distribution's alternative points
+    to); "nft" and "legacy" run ``iptables-nft*`` / ``iptables-legacy*``. Use the backend the
+    node's other rules (kubelet, CNI) use: the two cannot see each other's rules.
+    """
+
+    def __init__(self, family: int = 4, backend: str = "system") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown iptables backend {backend!r} (one of {', '.join(BACKENDS)})")
         self.family = family
+        self.backend = backend
         base = "iptables" if family == 4 else "ip6tables"
+        if backend != "system":
+            base = f"{base}-{backend}"
         self.iptables, self.save_bin, self.restore_bin = base, f"{base}-save", f"{base}-restore"
 
     def _run(self, args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess:
