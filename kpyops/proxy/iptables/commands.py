@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Sequence
 
@@ -27,6 +28,13 @@ class IptablesCommands:
         if backend != "system":
             base = f"{base}-{backend}"
         self.iptables, self.save_bin, self.restore_bin = base, f"{base}-save", f"{base}-restore"
+
+    @functools.cached_property
+    def is_nft(self) -> bool:
+        """True when these tools are the nf_tables flavour of iptables."""
+        if self.backend != "system":
+            return self.backend == "nft"
+        return "nf_tables" in self._run([self.iptables, "-V"]).stdout
 
     def _run(self, args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess:
         try:

@@ -3,7 +3,14 @@
 A full sync writes every chain; a partial sync rewrites only the per-service chains of the
 changed service ports and the top-level chains whose content changed (the per-service
 contributions to them are cached), and deletes the chains that changed services no longer
-need. Each sync is one ``iptables-restore --noflush`` run holding one transaction per table.
+need. A sync is one ``iptables-restore --noflush`` run holding one transaction per table.
+
+Except on iptables-nft with large rulesets: its ``--noflush`` restore takes time quadratic in
+the number of rules in one transaction (1.8.9: ~11 s for 32,000 rules, against 0.4 s for
+iptables-legacy). There, per-service chains are written first in batches of ``batch_rules``
+lines, leaves before the chains that jump to them (SEP, then SVC/SVL, EXT, FW), and the
+top-level chains, jumps and deletions last in one transaction. Every batch leaves a working
+ruleset: a service is only ever reached through chains that are complete.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from kpyops.proxy.model import EndpointsMap, ServiceMap, ServicePortName
 log = logging.getLogger(__name__)
 
 LARGE_CLUSTER_ENDPOINTS = 1000  # past this, per-endpoint comments are dropped (as kube-proxy)
+NFT_BATCH_RULES = 2000  # iptables-nft: lines per restore batch of per-service chains
+_CHAIN_ORDER = {c.SEP_PREFIX: 0, c.SVC_PREFIX: 1, c.SVL_PREFIX: 1, c.EXT_PREFIX: 2, c.FW_PREFIX: 3}
 
 # Top-level chains rebuilt from the per-service fragments: (table, chain) -> fragment field.
 TOP_LEVEL = {
@@ -43,10 +52,17 @@ class IptablesDataplane:
     """kube-proxy's iptables mode for one IP family."""
 
     def __init__(
-        self, options: RuleOptions | None = None, commands: IptablesCommands | None = None
+        self,
+        options: RuleOptions | None = None,
+        commands: IptablesCommands | None = None,
+        batch_rules: int | str | None = "auto",
     ) -> None:
         self.options = options or RuleOptions()
         self.commands = commands or IptablesCommands(self.options.family)
+        if batch_rules == "auto":
+            batch_rules = NFT_BATCH_RULES if getattr(self.commands, "is_nft", False) else None
+        self.batch_rules = batch_rules  # lines per batch of service chains; None: one batch
+        self.last_restore_batches: list[str] = []
         self._fragments: dict[ServicePortName, ServiceRules] = {}
         self._top_written: dict[tuple[str, str], list[str]] = {}
         self._kernel_known = False  # we know exactly which of our chains the kernel holds
@@ -101,17 +117,25 @@ class IptablesDataplane:
         top = self._top_level_contents()
         top_to_write = {k: v for k, v in top.items() if full or self._top_written.get(k) != v}
 
-        text = self._restore_text(full, top_to_write, written_services, stale, missing_jumps)
+        if self.batch_rules is None:
+            batches = [
+                self._restore_text(full, top_to_write, written_services, stale, missing_jumps)
+            ]
+        else:
+            batches = self._service_chain_batches(written_services, self.batch_rules)
+            batches.append(self._restore_text(full, top_to_write, [], stale, missing_jumps))
         compute_seconds = time.perf_counter() - start
         apply_start = time.perf_counter()
         try:
-            self.commands.restore(text)
+            for text in batches:
+                self.commands.restore(text)
         except DataplaneError:
             self._kernel_known = False
             self._top_written = {}
             raise
         apply_seconds = time.perf_counter() - apply_start
-        self.last_restore_input = text
+        self.last_restore_batches = batches
+        self.last_restore_input = "".join(batches)
         self._top_written.update(top_to_write)
         self._kernel_known = True
         return SyncResult(
@@ -120,7 +144,11 @@ class IptablesDataplane:
             objects_deleted=len(stale),
             compute_seconds=compute_seconds,
             apply_seconds=apply_seconds,
-            details={"read_seconds": read_seconds, "restore_bytes": float(len(text))},
+            details={
+                "read_seconds": read_seconds,
+                "restore_bytes": float(sum(len(b) for b in batches)),
+                "restore_batches": float(len(batches)),
+            },
         )
 
     def _comments_wanted(self, services: ServiceMap, endpoints: EndpointsMap) -> bool:
@@ -160,6 +188,25 @@ class IptablesDataplane:
             if f"-A {rule.chain} {rule.spec}" not in present[key]:
                 missing.append(rule)
         return missing
+
+    def _service_chain_batches(self, services: list[ServicePortName], size: int) -> list[str]:
+        """The per-service chains of ``services``, leaves first, in batches of ~``size`` lines."""
+        chains = [
+            (chain, rules)
+            for spn in services
+            for chain, rules in self._fragments[spn].chains.items()
+        ]
+        chains.sort(key=lambda item: _CHAIN_ORDER[item[0][: item[0].index("-", 5) + 1]])
+        batches, declare, body = [], [], []
+        for chain, rules in chains:
+            declare.append(f":{chain} - [0:0]")
+            body.extend(rules)
+            if len(declare) + len(body) >= size:
+                batches.append("\n".join(["*nat", *declare, *body, "COMMIT"]) + "\n")
+                declare, body = [], []
+        if declare:
+            batches.append("\n".join(["*nat", *declare, *body, "COMMIT"]) + "\n")
+        return batches
 
     def _restore_text(
         self,
