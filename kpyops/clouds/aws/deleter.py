@@ -42,8 +42,10 @@ def delete_found(
             if f.state not in WAITING_STATES
             and not set(SCANNED[f.kind].delete_after) & (present - {f.kind})
         ]
+        for f in ready:  # reported from this thread: progress displays need not be thread-safe
+            progress(f"{'untagging' if f.shared else 'deleting'} {f.label()}")
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda f: _delete_one(ctx, f, progress), ready))
+            results = list(pool.map(lambda f: _delete_one(ctx, f), ready))
         for f, err in zip(ready, results, strict=True):
             if err is not None:
                 last_error[(f.kind, f.id)] = err
@@ -58,9 +60,8 @@ def delete_found(
         time.sleep(interval)
 
 
-def _delete_one(ctx: Context, found: Found, progress: Progress) -> str | None:
+def _delete_one(ctx: Context, found: Found) -> str | None:
     try:
-        progress(f"{'untagging' if found.shared else 'deleting'} {found.label()}")
         SCANNED[found.kind].delete(ctx, found)
         return None
     except DependencyError as err:

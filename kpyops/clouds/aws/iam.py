@@ -186,8 +186,7 @@ class InstanceProfile(Resource):
             if err.code == "NoSuchEntity":
                 return None
             raise
-        tags = tag_dict(ctx.call("iam", "list_instance_profile_tags",
-                                 InstanceProfileName=prof["InstanceProfileName"]).get("Tags"))
+        tags = tag_dict(prof.get("Tags"))  # GetInstanceProfile returns the tags
         if tags.get(TAG_CLUSTER) != ctx.cluster:
             raise AwsError(f"instance profile {prof['InstanceProfileName']} exists but is not "
                            "this cluster's; refusing to adopt it")
@@ -218,8 +217,10 @@ class InstanceProfile(Resource):
     def scan(cls, ctx: Context) -> list[Found]:
         out = []
         for prof in ctx.pages("iam", "list_instance_profiles", "InstanceProfiles", PathPrefix=PATH):
-            tags = tag_dict(ctx.call("iam", "list_instance_profile_tags",
-                                     InstanceProfileName=prof["InstanceProfileName"]).get("Tags"))
+            # Listings carry no tags on AWS: ask for each profile under our path
+            prof = ctx.call("iam", "get_instance_profile",
+                            InstanceProfileName=prof["InstanceProfileName"])["InstanceProfile"]
+            tags = tag_dict(prof.get("Tags"))
             if tags.get(TAG_CLUSTER) == ctx.cluster:
                 out.append(Found(cls.kind, prof["InstanceProfileName"], tags.get(TAG_RESOURCE, ""),
                                  extra=prof))

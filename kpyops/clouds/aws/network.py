@@ -42,6 +42,8 @@ def wait_until(check, what: str, timeout: float = 600, interval: float = 5) -> N
 def _scan_ec2(ctx: Context, kind: str, op: str, key: str, id_key: str, **kw) -> list[Found]:
     out = []
     for item in ctx.pages("ec2", op, key, Filters=ctx.owned_filters(), **kw):
+        if not ctx.owns(item):
+            continue
         tags = tag_dict(item.get("Tags"))
         out.append(
             Found(
@@ -272,7 +274,8 @@ class NatGateway(Resource):
 
     def find(self, ctx: Context) -> Actual | None:
         filters = [*ctx.owned_filters(self.name), {"Name": "state", "Values": ["pending", "available"]}]
-        n = first(ctx.call("ec2", "describe_nat_gateways", Filter=filters)["NatGateways"])
+        n = first([x for x in ctx.call("ec2", "describe_nat_gateways", Filter=filters)["NatGateways"]
+                   if ctx.owns(x, self.name) and x["State"] in ("pending", "available")])
         if n is None:
             return None
         allocation = first(n.get("NatGatewayAddresses", [])) or {}
@@ -303,6 +306,8 @@ class NatGateway(Resource):
         filters = [*ctx.owned_filters(), {"Name": "state", "Values": ["pending", "available", "deleting"]}]
         out = []
         for n in ctx.call("ec2", "describe_nat_gateways", Filter=filters)["NatGateways"]:
+            if not ctx.owns(n) or n["State"] in ("deleted", "failed"):
+                continue
             tags = tag_dict(n.get("Tags"))
             out.append(Found(cls.kind, n["NatGatewayId"], tags.get(TAG_RESOURCE, ""),
                              state=n["State"] if n["State"] == "deleting" else "", extra=n))

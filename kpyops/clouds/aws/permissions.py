@@ -15,7 +15,7 @@ READ = [
     "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeTags",
     "iam:GetRole", "iam:GetRolePolicy", "iam:ListRoleTags", "iam:ListRoles",
-    "iam:GetInstanceProfile", "iam:ListInstanceProfileTags", "iam:ListInstanceProfiles",
+    "iam:GetInstanceProfile", "iam:ListInstanceProfiles",
     "route53:ListHostedZonesByName", "route53:ListResourceRecordSets",
 ]
 CREATE = [

@@ -102,6 +102,11 @@ class Context:
     def tag_specs(self, resource_type: str, name: str) -> list[dict]:
         return [{"ResourceType": resource_type, "Tags": self.tag_list(name)}]
 
+    def owns(self, item: dict, name: str | None = None) -> bool:
+        """Check tags client-side too: not every endpoint honours every tag filter."""
+        tags = tag_dict(item.get("Tags"))
+        return tags.get(TAG_CLUSTER) == self.cluster and (name is None or tags.get(TAG_RESOURCE) == name)
+
     def owned_filters(self, name: str | None = None) -> list[dict]:
         f = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [self.cluster]}]
         if name is not None:

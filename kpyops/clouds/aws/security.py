@@ -45,7 +45,7 @@ def actual_rules(group: dict) -> list[str]:
 
 def permission(protocol: str, lo: int, hi: int, source: str) -> dict:
     p: dict[str, Any] = {"IpProtocol": protocol}
-    if protocol not in ("-1", "4"):
+    if protocol != "-1":  # protocols without ports (4) take -1, which EC2 ignores
         p.update(FromPort=lo, ToPort=hi)
     if source.startswith("sg-"):
         p["UserIdGroupPairs"] = [{"GroupId": source}]

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from kpyops.clouds.aws.errors import THROTTLED, AwsError, register_secret, translate
 
@@ -77,7 +78,7 @@ class AwsSession:
                     self.sleep(backoff(attempt))
                     continue
                 raise translate(err, service, _api_name(method, operation)) from None
-            except BotoCoreError as err:
+            except (BotoCoreError, ResponseParserError) as err:
                 raise translate(err, service, _api_name(method, operation)) from None
         raise AssertionError("unreachable")
 
