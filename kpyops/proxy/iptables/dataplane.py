@@ -123,6 +123,9 @@ class IptablesDataplane:
             ]
         else:
             batches = self._service_chain_batches(written_services, self.batch_rules)
+            if full:  # service chains jump to KUBE-MARK-MASQ: make sure it exists first
+                mark = fixed_rules(self.options)[("nat", c.MARK_MASQ)]
+                batches.insert(0, "\n".join(["*nat", f":{c.MARK_MASQ} - [0:0]", *mark, "COMMIT\n"]))
             batches.append(self._restore_text(full, top_to_write, [], stale, missing_jumps))
         compute_seconds = time.perf_counter() - start
         apply_start = time.perf_counter()
