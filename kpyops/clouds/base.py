@@ -16,6 +16,10 @@ from kpyops.state.base import StateStore
 Progress = Callable[[str], None]
 
 
+class CloudError(RuntimeError):
+    """A cloud operation failed; ``str()`` is one line a person can act on (no secrets)."""
+
+
 @dataclass
 class Change:
     action: str  # "create" | "modify" | "delete"

@@ -13,6 +13,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from kpyops.clouds.base import CloudError
+
 # The IAM prefix of each boto3 service, for naming the action a permission error is about.
 IAM_PREFIX = {
     "elbv2": "elasticloadbalancing",
@@ -56,7 +58,7 @@ DEPENDENCY = {"DependencyViolation", "ResourceInUse", "DeleteConflict", "Invalid
 ACCESS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{12,}\b")
 
 
-class AwsError(RuntimeError):
+class AwsError(CloudError):
     """An AWS call failed; ``str()`` is one line, free of credentials."""
 
     def __init__(self, message: str, *, code: str = "", action: str = ""):

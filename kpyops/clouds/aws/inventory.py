@@ -23,17 +23,16 @@ def inventory_hosts(ctx: Context, *, ssh_user: str, private: bool) -> list[Inven
     instances = running_instances(ctx)
     bastion = next((i for i in instances if tag_dict(i.get("Tags")).get(TAG_ROLE) == "bastion"), None)
     jump = None
-    if private:
+    machines = [i for i in instances if tag_dict(i.get("Tags")).get(TAG_ROLE) in GROUPS]
+    if private and machines:
         if bastion is None or not bastion.get("PublicIpAddress"):
             raise RuntimeError(f"cluster {ctx.cluster} has private subnets but no running bastion "
                                "with a public address: run `kpyops update cluster --yes` first")
         jump = f"-o ProxyJump={ssh_user}@{bastion['PublicIpAddress']}"
     hosts = []
-    for i in instances:
+    for i in machines:
         tags = tag_dict(i.get("Tags"))
-        role = tags.get(TAG_ROLE)
-        if role not in GROUPS:
-            continue
+        role = tags[TAG_ROLE]
         address = i.get("PrivateIpAddress")
         ssh_host = address if private else (i.get("PublicIpAddress") or address)
         host_vars: dict[str, object] = {
