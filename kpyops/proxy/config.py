@@ -26,9 +26,11 @@ SUPPORTED_MODES = ("iptables", "ipvs")
 class ConfigError(ValueError):
     """The configuration file is invalid; the message names the field."""
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+    def __init__(self, path: str, message: str, file: str | None = None) -> None:
+        where = ": ".join(p for p in (file, path) if p)
+        super().__init__(f"{where}: {message}" if where else message)
         self.path = path
+        self.message = message
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -268,7 +270,7 @@ def load_config(path: str | Path) -> ProxyConfig:
     try:
         return config_from_dict(data)
     except ConfigError as err:
-        raise ConfigError(err.path, f"{path}: {err}") from err
+        raise ConfigError(err.path, err.message, file=str(path)) from err
 
 
 def split_host_port(address: str) -> tuple[str, int]:

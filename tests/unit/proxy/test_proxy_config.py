@@ -105,3 +105,18 @@ def test_durations():
         parse_duration("5", "x")
     with pytest.raises(ConfigError):
         parse_duration("1s5", "x")
+
+
+def test_cli_names_the_file_and_field(tmp_path):
+    from click.testing import CliRunner
+
+    from kpyops.cli.proxy import command
+
+    bad = tmp_path / "kp.yaml"
+    bad.write_text(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+        "iptables: {minSyncPeriod: 1s, syncPerod: 30s}\n"
+    )
+    result = CliRunner().invoke(command, ["--config", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}: iptables.syncPerod: unknown field 'syncPerod'" in result.output

@@ -131,3 +131,19 @@ def test_large_clusters_drop_per_endpoint_comments():
     dp.sync({SPN: svc()}, {SPN: many}, None)
     sep_rules = [r for r in fake.restores[-1].splitlines() if r.startswith("-A KUBE-SEP-")]
     assert sep_rules and not any("comment" in r for r in sep_rules)
+
+
+def test_ipv6_rules():
+    spn = ServicePortName("default", "web6", "", "UDP")
+    svc6 = ServicePort(spn, ("10.96.0.9", "fd00:96::9"), 53, protocol="UDP")
+    eps = (Endpoint("fd00:244::5", 53), Endpoint("10.244.0.5", 53))
+    frag = service_rules(svc6, eps, RuleOptions(family=6, cluster_cidrs=("fd00:244::/64",)))
+    assert (
+        "-d fd00:96::9/128" in frag.nat_services[0]
+        and "-p udp -m udp --dport 53" in frag.nat_services[0]
+    )
+    seps = [rules for name, rules in frag.chains.items() if name.startswith(c.SEP_PREFIX)]
+    assert len(seps) == 1  # the IPv4 endpoint belongs to the other family's dataplane
+    assert seps[0][1].endswith("-j DNAT --to-destination [fd00:244::5]:53")
+    empty = service_rules(svc6, (), RuleOptions(family=6))
+    assert "icmp6-port-unreachable" in empty.filter_services[0]
