@@ -11,6 +11,7 @@ Layout (kubeadm's names): ``<name>.crt`` / ``<name>.key``; ``sa.key`` / ``sa.pub
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
@@ -38,8 +39,15 @@ class CertSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> CertSpec:
-        """From the module's input; ``sans`` mixes names and addresses, sorted out here."""
+        """From the module's input.
+
+        ``sans`` mixes names and addresses (sorted out here); ``service_cidrs`` adds the first
+        address of each range.
+        """
         dns, ips = list(d.get("dns") or ()), list(d.get("ips") or ())
+        for cidr in d.get("service_cidrs") or ():
+            # The kubernetes Service takes the first address of each service range.
+            ips.append(str(ipaddress.ip_network(str(cidr)).network_address + 1))
         for name in d.get("sans") or ():
             (ips if _is_ip(str(name)) else dns).append(str(name))
         return cls(
@@ -94,14 +102,10 @@ def _paths(root: Path, name: str) -> tuple[Path, Path]:
 
 def _read_pair(crt: Path, key: Path):
     cert = k = None
-    try:
+    with contextlib.suppress(OSError, ValueError):
         cert = px.load_cert(crt)
-    except (OSError, ValueError):
-        pass
-    try:
+    with contextlib.suppress(OSError, ValueError, TypeError):
         k = px.load_key(key)
-    except (OSError, ValueError, TypeError):
-        pass
     return cert, k
 
 
