@@ -116,6 +116,12 @@ def plan(store: StateStore, user: Cluster) -> Plan:
                 inventory=diff_inventory(store, user.name, inventory_files(store, completed, cloud)))
 
 
+def check_hosts(store: StateStore, name: str, *, on_task: Progress | None = None) -> PlaybookResult:
+    """cluster.yml in check mode with diffs: what a converge would change on the hosts."""
+    inventory = workdir(store, name) / INVENTORY_DIR
+    return run_playbook("cluster.yml", str(inventory), check=True, diff=True, on_task=on_task)
+
+
 def apply(store: StateStore, user: Cluster, progress: Progress, *, verbosity: int = 0,
           on_line: Progress | None = None, on_task: Progress | None = None,
           extra_vars: dict | None = None) -> PlaybookResult:

@@ -6,7 +6,7 @@ import click
 
 from kpyops import lifecycle
 from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr
-from kpyops.run.ansible import PlaybookFailed, ansible_warnings
+from kpyops.run.ansible import PlaybookFailed, ansible_warnings, changed_tasks
 from kpyops.spec import SpecError, complete, loads, parse, to_data
 from kpyops.state import ClusterNotFound, LockHeld, StateError, open_store
 
@@ -49,6 +49,21 @@ def _converge(store, user, verbose: int) -> None:
         stderr.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     progress(f"converged in {result.seconds:.0f}s: "
              + ", ".join(f"{h} changed={r.get('changed', 0)}" for h, r in result.recap.items()))
+
+
+def _check_hosts(store, name: str, verbose: int) -> None:
+    try:
+        with ansible_progress(verbose) as callbacks:
+            result = lifecycle.check_hosts(store, name, **callbacks)
+    except PlaybookFailed as err:
+        for line in err.tail:
+            stderr.print(line, markup=False, highlight=False)
+        fail(f"the check run failed: {err}")
+    changes = changed_tasks(result.output)
+    if not changes:
+        progress("hosts: cluster.yml would change nothing")
+    for host, task in changes:
+        click.echo(f"  ~ host {host}: {task}")
 
 
 @click.group("create")
@@ -98,8 +113,10 @@ def update() -> None:
 @click.argument("name")
 @click.option("-f", "--file", type=click.File(), help="A new spec for the cluster.")
 @click.option("--yes", is_flag=True, help="Apply the plan: machines, then cluster.yml.")
+@click.option("--hosts", "check_hosts", is_flag=True,
+              help="Also run cluster.yml in check mode: what a converge would change on the hosts.")
 @click.pass_context
-def update_cluster(ctx, name, file, yes) -> None:
+def update_cluster(ctx, name, file, yes, check_hosts) -> None:
     """Show what would change; with --yes, apply it and converge."""
     store = _store(ctx)
     try:
@@ -119,6 +136,8 @@ def update_cluster(ctx, name, file, yes) -> None:
         click.echo(str(ch))
     for diff in plan.inventory.values():
         click.echo(diff, nl=False)
+    if check_hosts and not yes:
+        _check_hosts(store, name, ctx.obj["verbose"])
     if yes:
         _converge(store, user, ctx.obj["verbose"])
     elif not plan.empty:

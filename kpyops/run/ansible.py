@@ -64,6 +64,20 @@ def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
     return recap
 
 
+def changed_tasks(lines: list[str]) -> list[tuple[str, str]]:
+    """(host, task) for every task that changed (or, in check mode, would change) a host."""
+    out, task = [], ""
+    for line in lines:
+        m = _TASK.match(line)
+        if m:
+            task = m["name"]
+            continue
+        c = re.match(r"^changed: \[(?P<host>[^\]]+)\]", line)
+        if c and (c["host"], task) not in out:
+            out.append((c["host"], task))
+    return out
+
+
 def ansible_warnings(lines: list[str]) -> list[str]:
     """Messages roles report with a "WARNING:" debug message (e.g. a missing kernel module)."""
     text = "\n".join(lines)

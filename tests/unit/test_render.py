@@ -81,3 +81,12 @@ def test_ansible_warnings_are_collected_once():
     assert ansible_warnings(lines) == ["kernel modules not available on a (kernel 6): ip_vs. Loading is off."]
     assert parse_recap(lines) == {"a": {"ok": 3, "changed": 1, "unreachable": 0, "failed": 0},
                                   "b": {"ok": 3, "changed": 0, "unreachable": 0, "failed": 0}}
+
+
+def test_changed_tasks_names_host_and_task():
+    from kpyops.run.ansible import changed_tasks
+
+    lines = ["TASK [kernel_modules : sysctls | Apply values] ****", "skipping: [a]",
+             "changed: [b] => (item=net.ipv4.ip_forward=1 (running: 0))",
+             "changed: [b] => (item=other)", "TASK [bootstrap : time | Enable] ***", "ok: [a]"]
+    assert changed_tasks(lines) == [("b", "kernel_modules : sysctls | Apply values")]

@@ -24,16 +24,23 @@ KPYOPS = str(Path(sys.executable).with_name("kpyops"))
 
 
 def kpyops(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([KPYOPS, "--state", str(state), *args], capture_output=True,
-                          text=True, timeout=1200)
+    proc = subprocess.run(
+        [KPYOPS, "--state", str(state), *args], capture_output=True, text=True, timeout=1200
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"kpyops {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"kpyops {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
 def podman_names(label: str) -> list[str]:
-    out = subprocess.run(["podman", "ps", "-a", "--filter", f"label={label}", "--format", "json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["podman", "ps", "-a", "--filter", f"label={label}", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sorted(c["Names"][0] for c in json.loads(out or "[]"))
 
 
@@ -43,12 +50,30 @@ def network_exists(name: str) -> bool:
 
 def ssh(state: Path, name: str, host: str, command: str) -> str:
     d = state / "clusters" / name
-    ip = next(line.split()[0].split(",")[1] for line in (d / "ssh/known_hosts").read_text().splitlines()
-              if line.startswith(host + ","))
+    ip = next(
+        line.split()[0].split(",")[1]
+        for line in (d / "ssh/known_hosts").read_text().splitlines()
+        if line.startswith(host + ",")
+    )
     return subprocess.run(
-        ["ssh", "-i", str(d / "ssh/id_ed25519"), "-o", f"UserKnownHostsFile={d / 'ssh/known_hosts'}",
-         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{ip}", command],
-        capture_output=True, text=True, check=True, timeout=30).stdout
+        [
+            "ssh",
+            "-i",
+            str(d / "ssh/id_ed25519"),
+            "-o",
+            f"UserKnownHostsFile={d / 'ssh/known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"root@{ip}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
 
 
 @pytest.fixture
@@ -69,7 +94,11 @@ def test_create_converge_twice_and_delete(cluster):
     assert "converged" in created.stderr
     # this kernel has no IPVS: the run says so instead of failing silently
     assert "warning: kernel modules not available" in created.stderr and "ip_vs" in created.stderr
-    assert podman_names(f"kpyops.io/cluster={name}") == [f"{name}-cp-1", f"{name}-node-1", f"{name}-node-2"]
+    assert podman_names(f"kpyops.io/cluster={name}") == [
+        f"{name}-cp-1",
+        f"{name}-node-1",
+        f"{name}-node-2",
+    ]
 
     # the second converge changes nothing on any host
     store = LocalStore(state)
@@ -84,15 +113,39 @@ def test_create_converge_twice_and_delete(cluster):
     assert ssh(state, name, f"{name}-node-2", "cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
     hosts = ssh(state, name, f"{name}-cp-1", "cat /etc/hosts")
     assert f"{name}-node-2" in hosts
-    assert ssh(state, name, f"{name}-cp-1", "dpkg-query -W -f='${Status}' conntrack") == "install ok installed"
+    assert (
+        ssh(state, name, f"{name}-cp-1", "dpkg-query -W -f='${Status}' conntrack")
+        == "install ok installed"
+    )
+
+    # the plan for hosts (check mode) is read-only and names what drifted
+    assert "would change nothing" in kpyops(state, "update", "cluster", name, "--hosts").stderr
+    ssh(state, name, f"{name}-node-1", "sysctl -qw net.ipv4.ip_forward=0")
+    planned = kpyops(state, "update", "cluster", name, "--hosts")
+    assert f"~ host {name}-node-1: kernel_modules : sysctls | Apply values" in planned.stdout
+    assert f"host {name}-node-2" not in planned.stdout
+    assert ssh(state, name, f"{name}-node-1", "sysctl -n net.ipv4.ip_forward").strip() == "0"
+    repaired = lifecycle.apply(store, user, progress=lambda _m: None)
+    assert repaired.recap[f"{name}-node-1"]["changed"] == 1
+    assert ssh(state, name, f"{name}-node-1", "sysctl -n net.ipv4.ip_forward").strip() == "1"
 
     # the inventory works without the CLI, like kubespray's
     inventory = state / "clusters" / name / "inventory"
     plain = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-         "cluster.yml", "--tags", "kernel_modules"],
-        cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"})
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "-i",
+            str(inventory),
+            "cluster.yml",
+            "--tags",
+            "kernel_modules",
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+    )
     assert plain.returncode == 0, plain.stdout[-3000:]
     assert "changed=0" in plain.stdout and "changed=1" not in plain.stdout
 
@@ -119,10 +172,18 @@ def test_failed_converge_is_reported(cluster):
     state, name = cluster
     kpyops(state, "create", "cluster", name, "--nodes", "0", "--yes")
     # take a base package away and leave apt no index and no mirror to get it back from
-    subprocess.run(["podman", "exec", f"{name}-cp-1", "sh", "-c",
-                    "dpkg -r --force-depends conntrack >/dev/null && rm -rf /var/lib/apt/lists/* "
-                    "&& echo 'deb http://invalid.invalid/debian bookworm main' > /etc/apt/sources.list"],
-                   check=True)
+    subprocess.run(
+        [
+            "podman",
+            "exec",
+            f"{name}-cp-1",
+            "sh",
+            "-c",
+            "dpkg -r --force-depends conntrack >/dev/null && rm -rf /var/lib/apt/lists/* "
+            "&& echo 'deb http://invalid.invalid/debian bookworm main' > /etc/apt/sources.list",
+        ],
+        check=True,
+    )
     store = LocalStore(state)
     user = lifecycle.load_cluster(store, name, completed=False)
     with pytest.raises(PlaybookFailed) as err:
