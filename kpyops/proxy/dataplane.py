@@ -50,7 +50,7 @@ class SyncResult:
     full: bool  # every object was rewritten (False: only changed services)
     services_written: int  # service ports whose kernel state was (re)written
     objects_deleted: int = 0  # stale chains / virtual servers / set entries removed
-    compute_seconds: float = 0.0  # building the desired state in Python
+    compute_seconds: float = 0.0  # building the desired state in Python (not reading the kernel)
     apply_seconds: float = 0.0  # handing it to the kernel (iptables-restore, netlink)
     details: dict[str, float] = field(default_factory=dict)  # dataplane-specific figures
 

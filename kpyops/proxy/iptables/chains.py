@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import shlex
 from dataclasses import dataclass
@@ -43,18 +44,24 @@ def is_owned_chain(table: str, chain: str) -> bool:
 
 
 def _hash16(text: str) -> str:
-    digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
+    """16 base32 characters of sha256(text): the first 10 bytes encode to exactly 16."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def service_chain(prefix: str, spn: ServicePortName) -> str:
     """KUBE-SVC-/SVL-/EXT-/FW- chain of one service port."""
     return prefix + _hash16(str(spn) + spn.protocol.lower())
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _endpoint_chain(spn: ServicePortName, address: str) -> str:
+    return SEP_PREFIX + _hash16(str(spn) + spn.protocol.lower() + address)
+
+
 def endpoint_chain(spn: ServicePortName, ep: Endpoint) -> str:
     """KUBE-SEP- chain of one endpoint of one service port."""
-    return SEP_PREFIX + _hash16(str(spn) + spn.protocol.lower() + ep.address)
+    return _endpoint_chain(spn, ep.address)
 
 
 @dataclass(frozen=True)

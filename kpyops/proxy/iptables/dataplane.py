@@ -64,6 +64,7 @@ class IptablesDataplane:
         self.batch_rules = batch_rules  # lines per batch of service chains; None: one batch
         self.last_restore_batches: list[str] = []
         self._fragments: dict[ServicePortName, ServiceRules] = {}
+        self._inputs: dict[ServicePortName, tuple] = {}  # what each fragment was built from
         self._top_written: dict[tuple[str, str], list[str]] = {}
         self._kernel_known = False  # we know exactly which of our chains the kernel holds
         self.last_restore_input = ""
@@ -77,9 +78,8 @@ class IptablesDataplane:
         full = changed is None or not self._kernel_known
         existing_nat: set[str] = set()
         missing_jumps: list[c.JumpRule] = []
-        if full:
-            if not self._kernel_known:
-                existing_nat = chains_in_save(self.commands.save("nat"))
+        if not self._kernel_known:  # first sync, or after a failure or a flush
+            existing_nat = chains_in_save(self.commands.save("nat"))
             missing_jumps = self._missing_jump_rules()
         read_seconds = time.perf_counter() - start
 
@@ -99,15 +99,21 @@ class IptablesDataplane:
             }
             for frag in self._fragments.values():
                 old_chains.update(frag.chains)
-            self._fragments = {}
+        previous, self._fragments = self._fragments, {} if full else self._fragments
         for spn in to_rebuild:
             old = self._fragments.pop(spn, None)
             if old is not None:
                 old_chains.update(old.chains)
             svc = services.get(spn)
             if svc is None:
+                self._inputs.pop(spn, None)
                 continue
-            frag = service_rules(svc, endpoints.get(spn, ()), opts)
+            inputs = (svc, endpoints.get(spn, ()), opts)
+            if full and spn in previous and self._inputs.get(spn) == inputs:
+                frag = previous[spn]  # a pure function of unchanged inputs: reuse it
+            else:
+                frag = service_rules(*inputs)
+                self._inputs[spn] = inputs
             if frag is not None:
                 self._fragments[spn] = frag
 
@@ -127,7 +133,7 @@ class IptablesDataplane:
                 mark = fixed_rules(self.options)[("nat", c.MARK_MASQ)]
                 batches.insert(0, "\n".join(["*nat", f":{c.MARK_MASQ} - [0:0]", *mark, "COMMIT\n"]))
             batches.append(self._restore_text(full, top_to_write, [], stale, missing_jumps))
-        compute_seconds = time.perf_counter() - start
+        compute_seconds = time.perf_counter() - start - read_seconds
         apply_start = time.perf_counter()
         try:
             for text in batches:
@@ -284,5 +290,6 @@ class IptablesDataplane:
         if text:
             self.commands.restore("\n".join(text) + "\n")
         self._fragments = {}
+        self._inputs = {}
         self._top_written = {}
         self._kernel_known = False

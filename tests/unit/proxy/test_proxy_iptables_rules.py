@@ -147,3 +147,17 @@ def test_ipv6_rules():
     assert seps[0][1].endswith("-j DNAT --to-destination [fd00:244::5]:53")
     empty = service_rules(svc6, (), RuleOptions(family=6))
     assert "icmp6-port-unreachable" in empty.filter_services[0]
+
+
+def test_full_resync_rewrites_everything_even_when_nothing_changed():
+    fake = FakeCommands()
+    dp = IptablesDataplane(OPTS, commands=fake, batch_rules=None)
+    services, endpoints = _maps()
+    dp.sync(services, endpoints, None)
+    first = {line for line in fake.restores[-1].splitlines() if line.startswith((":", "-A"))}
+    result = dp.sync(services, endpoints, None)
+    again = {line for line in fake.restores[-1].splitlines() if line.startswith((":", "-A"))}
+    assert result.full and again == first
+    endpoints[SPN] = EPS[:1]
+    dp.sync(services, endpoints, None)
+    assert f"-X {c.endpoint_chain(SPN, EPS[1])}" in fake.restores[-1]
