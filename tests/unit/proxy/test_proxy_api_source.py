@@ -185,3 +185,21 @@ def test_api_source_feeds_the_proxier(api):
         stop.set()
         api.drop_watches()
         t.join(5)
+
+
+def test_client_from_kubeconfig_with_token(api, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "{api.url}"}}}}]
+users: [{{name: u, user: {{token: {api.token}}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+"""
+    )
+    api.put(SVC, m.service("web", "10.96.0.10", PORTS))
+    c = ApiClient.from_kubeconfig(str(kubeconfig))
+    assert c.headers == {"Authorization": f"Bearer {api.token}"}
+    listed = c.get_json(SVC, {})
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["web"]
