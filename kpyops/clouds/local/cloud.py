@@ -8,7 +8,9 @@ Ansible connects over real SSH with host-key checking on.
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 from kpyops.clouds.base import Change, Cloud
 from kpyops.clouds.local.image import ensure_image
@@ -20,6 +22,8 @@ from kpyops.spec.model import Cluster
 LABEL = "kpyops.io/cluster"
 KNOWN_HOSTS = "ssh/known_hosts"
 BOOT_TIMEOUT_S = 120
+# ansible.cfg's control_path_dir, with ssh's %C (hash of local host, remote host, port, user)
+CONTROL_PATH = str(Path.home() / ".ansible" / "cp" / "%C")
 
 
 def network_name(cluster: Cluster) -> str:
@@ -83,7 +87,7 @@ class LocalCloud(Cloud):
                 self.podman.run(["start", ch.name])
             elif ch.action == "delete":
                 self.progress(f"removing host {ch.name}")
-                self.podman.remove_container(ch.name)
+                self._remove_host(ch.name)
         wanted = self._wanted(cluster)
         for name, ip in wanted.items():
             self._wait_booted(name, ip)
@@ -96,12 +100,23 @@ class LocalCloud(Cloud):
         for ch in changes:
             self.progress(f"removing {ch.kind} {ch.name}")
             if ch.kind == "container":
-                self.podman.remove_container(ch.name)
+                self._remove_host(ch.name)
             else:
                 self.podman.remove_network(ch.name)
         return changes
 
     # -- helpers -------------------------------------------------------------------------
+    def _remove_host(self, name: str) -> None:
+        """Remove a host and end Ansible's persistent SSH connection to its address, so a
+        host recreated at that address is not reached through a dead master connection."""
+        info = self.podman.run(["inspect", name, "--format",
+                                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"],
+                               check=False).split()
+        self.podman.remove_container(name)
+        for ip in info:
+            subprocess.run(["ssh", "-o", f"ControlPath={CONTROL_PATH}", "-O", "exit", f"root@{ip}"],
+                           capture_output=True, timeout=10)
+
     def _wait_booted(self, name: str, ip: str) -> None:
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         state = ""
