@@ -48,6 +48,15 @@ TOP_LEVEL = {
 }
 
 
+def _changed_top_level(old: ServiceRules | None, new: ServiceRules | None) -> set[tuple[str, str]]:
+    """The top-level chains whose lines from one service differ between two fragments."""
+    return {
+        key
+        for key, attr in TOP_LEVEL.items()
+        if (getattr(old, attr) if old else []) != (getattr(new, attr) if new else [])
+    }
+
+
 class IptablesDataplane:
     """kube-proxy's iptables mode for one IP family."""
 
@@ -100,30 +109,41 @@ class IptablesDataplane:
             for frag in self._fragments.values():
                 old_chains.update(frag.chains)
         previous, self._fragments = self._fragments, {} if full else self._fragments
+        dirty_top: set[tuple[str, str]] = set(TOP_LEVEL) if full else set()
         for spn in to_rebuild:
             old = self._fragments.pop(spn, None)
             if old is not None:
                 old_chains.update(old.chains)
             svc = services.get(spn)
+            frag = None
             if svc is None:
                 self._inputs.pop(spn, None)
-                continue
-            inputs = (svc, endpoints.get(spn, ()), opts)
-            if full and spn in previous and self._inputs.get(spn) == inputs:
-                frag = previous[spn]  # a pure function of unchanged inputs: reuse it
             else:
-                frag = service_rules(*inputs)
-                self._inputs[spn] = inputs
-            if frag is not None:
-                self._fragments[spn] = frag
+                inputs = (svc, endpoints.get(spn, ()), opts)
+                if full and spn in previous and self._inputs.get(spn) == inputs:
+                    frag = previous[spn]  # a pure function of unchanged inputs: reuse it
+                else:
+                    frag = service_rules(*inputs)
+                    self._inputs[spn] = inputs
+                if frag is not None:
+                    self._fragments[spn] = frag
+            if not full:
+                dirty_top.update(_changed_top_level(old, frag))
 
+        # Chain names hash the service port name, so only the rebuilt services' own chains
+        # can have gone stale (in a full sync, every service was rebuilt).
         written_services = [spn for spn in to_rebuild if spn in self._fragments]
         new_chains = {name for spn in written_services for name in self._fragments[spn].chains}
-        stale = sorted(old_chains - new_chains - self._all_service_chains_except(written_services))
-        top = self._top_level_contents()
+        stale = sorted(old_chains - new_chains)
+        top = self._top_level_contents(dirty_top)
         top_to_write = {k: v for k, v in top.items() if full or self._top_written.get(k) != v}
 
-        if self.batch_rules is None:
+        chain_lines = sum(
+            len(rules) + 1
+            for spn in written_services
+            for rules in self._fragments[spn].chains.values()
+        )
+        if self.batch_rules is None or chain_lines <= self.batch_rules:
             batches = [
                 self._restore_text(full, top_to_write, written_services, stale, missing_jumps)
             ]
@@ -135,6 +155,7 @@ class IptablesDataplane:
             batches.append(self._restore_text(full, top_to_write, [], stale, missing_jumps))
         compute_seconds = time.perf_counter() - start - read_seconds
         apply_start = time.perf_counter()
+        batches = [text for text in batches if text.strip()]
         try:
             for text in batches:
                 self.commands.restore(text)
@@ -170,21 +191,20 @@ class IptablesDataplane:
                 return False
         return True
 
-    def _all_service_chains_except(self, written: list[ServicePortName]) -> set[str]:
-        skip = set(written)
-        return {
-            name for spn, frag in self._fragments.items() if spn not in skip for name in frag.chains
-        }
-
-    def _top_level_contents(self) -> dict[tuple[str, str], list[str]]:
-        out: dict[tuple[str, str], list[str]] = {key: [] for key in TOP_LEVEL}
+    def _top_level_contents(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+        """The content of the top-level chains ``keys``, from every service's fragment."""
+        if not keys:
+            return {}
+        wanted = [(key, attr) for key, attr in TOP_LEVEL.items() if key in keys]
+        out: dict[tuple[str, str], list[str]] = {key: [] for key, _ in wanted}
         for spn in sorted(self._fragments):
             frag = self._fragments[spn]
-            for key, attr in TOP_LEVEL.items():
+            for key, attr in wanted:
                 lines = getattr(frag, attr)
                 if lines:
                     out[key].extend(lines)
-        out[("nat", c.SERVICES)].extend(node_ports_jump(self.options))
+        if ("nat", c.SERVICES) in out:
+            out[("nat", c.SERVICES)].extend(node_ports_jump(self.options))
         return out
 
     def _missing_jump_rules(self) -> list[c.JumpRule]:
