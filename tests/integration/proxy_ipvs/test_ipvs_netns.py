@@ -7,6 +7,7 @@ is the real thing. Needs root.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -257,3 +258,51 @@ def test_exclude_cidrs_keep_foreign_virtual_servers_through_sync_and_cleanup(net
     dp.sync(*maps((WEB, [REMOTE_EP])), None)
     dp.cleanup()
     assert IpvsClient(kernel).list_virtual_servers() == [keep]
+
+
+def test_ipv6_dataplane_uses_its_own_sets_and_ip6tables(netns):
+    sh(netns, "ip", "addr", "add", "fd00:77::2/64", "dev", "kpb-eth0", "nodad")
+    config = ProxyConfig(
+        mode="ipvs", hostname="node-a", cluster_cidrs=("10.244.0.0/16", "fd00:10:244::/56")
+    )
+    device = IpvsDevice(name="kpb-ipvs0", netns=netns, kind="bridge")
+    kernel = FakeIpvsKernel()
+    v4 = IpvsDataplane(config, 4, ipvs=IpvsClient(kernel), netns=netns, device=device)
+    v6 = IpvsDataplane(config, 6, ipvs=IpvsClient(kernel), netns=netns, device=device)
+    both = ServicePort(
+        name=ServicePortName("default", "web", "", "TCP"),
+        cluster_ips=("10.96.0.10", "fd00:10:96::a"),
+        port=80,
+        node_port=30080,
+    )
+    eps = (Endpoint("10.244.1.2", 8080), Endpoint("fd00:10:244::2", 8080))
+    v4.sync({both.name: both}, {both.name: eps}, None)
+    v6.sync({both.name: both}, {both.name: eps}, None)
+    assert ipset_members(netns, "KUBE-CLUSTER-IP") == {"10.96.0.10,tcp:80"}
+    assert ipset_members(netns, "KUBE-6-CLUSTER-IP") == {"fd00:10:96::a,tcp:80"}
+    nat6 = sh(netns, "ip6tables-save", "-t", "nat")
+    assert re.search(
+        r"! -s fd00:10:244::/56 .*--match-set KUBE-6-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ", nat6
+    )
+    addrs = sh(netns, "ip", "-o", "addr", "show", "dev", "kpb-ipvs0")
+    assert "10.96.0.10/32" in addrs and "fd00:10:96::a/128" in addrs
+    keys = {v.key for v in IpvsClient(kernel).list_virtual_servers()}
+    assert ("fd00:77::2", "TCP", 30080) in keys and ("192.168.77.2", "TCP", 30080) in keys
+    # a v4 re-sync leaves the v6 addresses and servers alone
+    v4.sync({both.name: both}, {both.name: eps}, None)
+    assert "fd00:10:96::a/128" in sh(netns, "ip", "-o", "addr", "show", "dev", "kpb-ipvs0")
+    assert ("fd00:10:96::a", "TCP", 80) in {
+        v.key for v in IpvsClient(kernel).list_virtual_servers()
+    }
+    v6.cleanup()
+    v4.cleanup()
+    assert "KUBE-" not in sh(netns, "ipset", "list", "-n")
+    assert "KUBE-" not in sh(netns, "ip6tables-save")
+
+
+def test_cleanup_on_a_kernel_without_ipvs_is_harmless(netns):
+    """`kpyops proxy --cleanup` builds a plain IpvsDataplane; with no IPVS it must not fail."""
+    before = state(netns)
+    config = ProxyConfig(mode="ipvs", hostname="node-a")
+    IpvsDataplane(config, 4, netns=netns).cleanup()  # the real kernel transport
+    assert state(netns) == before
