@@ -25,7 +25,8 @@ def test_batches_write_leaves_first_and_top_level_last():
     dp = IptablesDataplane(OPTS, commands=fake, batch_rules=50)
     services, endpoints = maps(20)
     result = dp.sync(services, endpoints, None)
-    batches = fake.restores
+    assert len(fake.restores) == 1 and fake.restores[0] == "".join(dp.last_restore_batches)
+    batches = dp.last_restore_batches
     assert len(batches) == result.details["restore_batches"] > 3
     assert all(b.startswith("*nat\n") and b.endswith("COMMIT\n") for b in batches[:-1])
     assert declared(batches[0]) == [c.MARK_MASQ]  # what every service chain jumps to, first
