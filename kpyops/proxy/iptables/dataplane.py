@@ -158,7 +158,8 @@ class IptablesDataplane:
         apply_start = time.perf_counter()
         batches = [text for text in batches if text.strip()]
         try:  # one iptables-restore run; each COMMIT is its own transaction
-            self.commands.restore("".join(batches))
+            if batches:
+                self.commands.restore("".join(batches))
         except DataplaneError:
             self._kernel_known = False
             self._top_written = {}

@@ -161,3 +161,12 @@ def test_full_resync_rewrites_everything_even_when_nothing_changed():
     endpoints[SPN] = EPS[:1]
     dp.sync(services, endpoints, None)
     assert f"-X {c.endpoint_chain(SPN, EPS[1])}" in fake.restores[-1]
+
+
+def test_partial_sync_with_nothing_to_write_runs_no_restore():
+    fake = FakeCommands()
+    dp = IptablesDataplane(OPTS, commands=fake)
+    dp.sync(*_maps(), None)
+    runs = len(fake.restores)
+    result = dp.sync(*_maps(), set())
+    assert not result.full and len(fake.restores) == runs
