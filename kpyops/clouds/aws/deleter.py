@@ -24,7 +24,8 @@ def delete_found(
     *,
     progress: Progress = lambda _m: None,
     timeout: float = 900,
-    interval: float = 2,
+    interval: float = 0.3,
+    max_interval: float = 10,
     workers: int = 8,
 ) -> None:
     """Delete ``targets`` (from a scan) and wait until a fresh scan no longer finds them."""
@@ -58,6 +59,7 @@ def delete_found(
                 + blocker_text(ctx, remaining, last_error)
             )
         time.sleep(interval)
+        interval = min(interval * 1.5, max_interval)
 
 
 def _delete_one(ctx: Context, found: Found) -> str | None:
