@@ -352,6 +352,9 @@ def test_cleanup_restores_tables_exactly(cluster):
     done = net.in_ns(NODE1, KPYOPS, "proxy", "--config", str(cluster.config), "--cleanup")
     assert done.returncode == 0, done.stderr
     assert _rules(net.in_ns(NODE1, "iptables-save").stdout) == _rules(cluster.iptables_before)
+    again = net.in_ns(NODE1, KPYOPS, "proxy", "--config", str(cluster.config), "--cleanup")
+    assert again.returncode == 0, again.stderr  # idempotent
+    assert _rules(net.in_ns(NODE1, "iptables-save").stdout) == _rules(cluster.iptables_before)
     assert "KUBE-FIREWALL" in cluster.iptables_before  # someone else's chain survived
 
 
