@@ -134,7 +134,21 @@ class Vpc(Resource):
 
     @classmethod
     def blockers(cls, ctx: Context, found: Found) -> str:
-        return enis_using(ctx, "vpc-id", found.id)
+        words = [enis_using(ctx, "vpc-id", found.id)]
+        vpc_filter = [{"Name": "vpc-id", "Values": [found.id]}]
+        foreign = [
+            f"{x['SubnetId']} ({x['CidrBlock']})"
+            for x in ctx.call("ec2", "describe_subnets", Filters=vpc_filter)["Subnets"]
+            if not ctx.owns(x)
+        ]
+        foreign += [
+            f"{g['GroupId']} ({g['GroupName']})"
+            for g in ctx.call("ec2", "describe_security_groups", Filters=vpc_filter)["SecurityGroups"]
+            if not ctx.owns(g) and g["GroupName"] != "default"
+        ]
+        if foreign:
+            words.append("holds objects kpyops did not make: " + ", ".join(foreign[:5]))
+        return "; ".join(w for w in words if w)
 
 
 class InternetGateway(Resource):

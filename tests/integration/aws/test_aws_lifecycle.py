@@ -202,24 +202,23 @@ def test_delete_names_what_blocks_it_and_stops_after_the_time_limit(aws, ami, tm
     c = spec(ami, name, nodes=1)
     cloud.apply(c)
     ec2 = boto3.client("ec2")
-    subnet = ec2.describe_subnets(Filters=[{"Name": "tag:kpyops.io/cluster", "Values": [name]}])[
-        "Subnets"
-    ][0]
-    sg = next(
-        g
-        for g in ec2.describe_security_groups()["SecurityGroups"]
-        if g["GroupName"] == f"{name}-sg-nodes"
-    )
-    # Something kpyops did not make, using the cluster's network (kops#13612)
-    eni = ec2.create_network_interface(
-        SubnetId=subnet["SubnetId"], Groups=[sg["GroupId"]], Description="left by someone else"
-    )["NetworkInterface"]
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "tag:kpyops.io/cluster", "Values": [name]}])["Vpcs"][0]
+    # Something kpyops did not make, inside the cluster's network (kops#13612)
+    subnet = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="172.20.250.0/24")["Subnet"]
+    eni = ec2.create_network_interface(SubnetId=subnet["SubnetId"],
+                                       Description="left by someone else")["NetworkInterface"]
     with pytest.raises(DeleteTimeout) as err:
         cloud.delete(c)
     text = str(err.value)
     assert "\n" not in text
-    assert "delete stopped after 3s" in text
+    assert text.startswith("delete stopped after 3s with 1 resources left")
+    assert f"blocked by vpc vpc ({vpc['VpcId']})" in text
+    assert "DependencyViolation" in text
     assert eni["NetworkInterfaceId"] in text and "left by someone else" in text
+    assert subnet["SubnetId"] in text
+    # Everything that could go went; once the stranger's objects are gone, delete finishes
+    assert [r for r in tagged_resources(name) if vpc["VpcId"] not in r] == []
     ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
+    ec2.delete_subnet(SubnetId=subnet["SubnetId"])
     cloud.delete(c)
     assert tagged_resources(name) == []
