@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import shlex
@@ -44,8 +43,8 @@ def is_owned_chain(table: str, chain: str) -> bool:
 
 
 def _hash16(text: str) -> str:
-    """16 base32 characters of sha256(text): the first 10 bytes encode to exactly 16."""
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
+    """16 upper-case hex digits of sha256(text) (kube-proxy uses base32; hex is cheaper)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16].upper()
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 LARGE_CLUSTER_ENDPOINTS = 1000  # past this, per-endpoint comments are dropped (as kube-proxy)
 NFT_BATCH_RULES = 2000  # iptables-nft: lines per restore batch of per-service chains
-_CHAIN_ORDER = {c.SEP_PREFIX: 0, c.SVC_PREFIX: 1, c.SVL_PREFIX: 1, c.EXT_PREFIX: 2, c.FW_PREFIX: 3}
+_CHAIN_ORDER = {c.SEP_PREFIX: 0, c.SVC_PREFIX: 1, c.SVL_PREFIX: 1, c.EXT_PREFIX: 2}  # FW: 3
 
 # Top-level chains rebuilt from the per-service fragments: (table, chain) -> fragment field.
 TOP_LEVEL = {
@@ -226,7 +226,7 @@ class IptablesDataplane:
             for spn in services
             for chain, rules in self._fragments[spn].chains.items()
         ]
-        chains.sort(key=lambda item: _CHAIN_ORDER[item[0][: item[0].index("-", 5) + 1]])
+        chains.sort(key=lambda item: _CHAIN_ORDER.get(item[0][:9], 3))  # "KUBE-FW-" -> 3
         batches, declare, body = [], [], []
         for chain, rules in chains:
             declare.append(f":{chain} - [0:0]")
