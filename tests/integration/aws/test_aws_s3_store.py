@@ -1,0 +1,76 @@
+"""The S3 state store against moto: a private, versioned, encrypted bucket; the same
+behaviour as the local store; a lock object that keeps two runs apart."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from kpyops.state import ClusterNotFound, LockHeld, StateError, open_store
+from kpyops.state.s3 import S3Store
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def bucket(aws, name) -> str:
+    return f"kpyops-state-{name}"
+
+
+def test_first_write_makes_a_private_versioned_encrypted_bucket(bucket):
+    store = open_store(f"s3://{bucket}/team-a")
+    assert isinstance(store, S3Store)
+    s3 = boto3.client("s3")
+    assert store.clusters() == []  # reading makes nothing
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    store.write_text("c1", "spec.yaml", "kind: Cluster\n")
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(pab.values()) and len(pab) == 4
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    head = s3.head_object(Bucket=bucket, Key="team-a/clusters/c1/spec.yaml")
+    assert head["ServerSideEncryption"] == "AES256"
+
+
+def test_store_behaves_like_the_local_one(bucket):
+    store = S3Store(f"s3://{bucket}/p")
+    with pytest.raises(ClusterNotFound):
+        store.read("c1", "spec.yaml")
+    store.write_text("c1", "spec.yaml", "a")
+    store.write("c1", "ssh/id_ed25519", b"private", secret=True)
+    store.write_text("c1", "inventory/hosts.yml", "h")
+    store.write_text("c2", "inventory/hosts.yml", "no spec: not a cluster")
+    assert store.clusters() == ["c1"]
+    assert store.read_text("c1", "spec.yaml") == "a"
+    assert store.exists("c1", "inventory")  # a folder
+    assert not store.exists("c1", "nothing")
+    assert store.list("c1") == ["inventory/hosts.yml", "spec.yaml", "ssh/id_ed25519"]
+    assert store.list("c1", "inventory/") == ["inventory/hosts.yml"]
+    with pytest.raises(StateError, match="not found"):
+        store.read("c1", "missing")
+    with pytest.raises(StateError, match="escapes"):
+        store.write_text("c1", "../c2/spec.yaml", "x")
+    store.write_text("c1", "spec.yaml", "b")
+    versions = boto3.client("s3").list_object_versions(Bucket=bucket, Prefix="p/clusters/c1/spec.yaml")
+    assert len(versions["Versions"]) == 2  # the earlier spec is kept
+    store.delete("c1", "inventory")
+    assert store.list("c1") == ["spec.yaml", "ssh/id_ed25519"]
+    store.delete_cluster("c1")
+    assert store.list("c1") == [] and store.clusters() == []
+
+
+def test_the_lock_keeps_two_runs_apart(bucket):
+    one, two = S3Store(f"s3://{bucket}"), S3Store(f"s3://{bucket}")
+    with one.lock("c1", purpose="update cluster"):
+        with pytest.raises(LockHeld, match="update cluster"), two.lock("c1", purpose="delete cluster"):
+            pass
+        with two.lock("c2", purpose="other cluster"):
+            pass  # clusters lock separately
+        assert one.list("c1") == []  # the lock is not a cluster file
+    with two.lock("c1", purpose="delete cluster"):  # released, even in a versioned bucket
+        pass
+    with pytest.raises(RuntimeError), one.lock("c1", purpose="crashing run"):
+        raise RuntimeError("boom")
+    with two.lock("c1", purpose="after a crash"):
+        pass
