@@ -38,7 +38,9 @@ class ServiceChangeTracker:
         return self._set(object_key(svc), {})
 
     def _set(self, key: ObjectKey, ports: dict[ServicePortName, ServicePort]) -> bool:
-        before = self._synced_before.setdefault(key, self._current.get(key, {}))
+        if key not in self._synced_before:
+            self._synced_before[key] = self._current.get(key, {})
+        before = self._synced_before[key]
         if ports:
             self._current[key] = ports
         else:
@@ -100,7 +102,8 @@ class EndpointSliceTracker:
         if parsed is None:
             return self.pending > 0
         service = parsed.service
-        self._synced_before.setdefault(service, self._merged(service))
+        if service not in self._synced_before:
+            self._synced_before[service] = self._merged(service)
         self._slices.setdefault(service, {})[key[1]] = parsed
         self._slice_owner[key] = service
         if parsed.trigger_time is not None:
@@ -119,7 +122,8 @@ class EndpointSliceTracker:
         service = self._slice_owner.pop(key, None)
         if service is None:
             return
-        self._synced_before.setdefault(service, self._merged(service))
+        if service not in self._synced_before:
+            self._synced_before[service] = self._merged(service)
         slices = self._slices[service]
         slices.pop(key[1], None)
         if not slices:

@@ -12,6 +12,7 @@ One IP family at a time. For every service port with an address of that family:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,20 +45,33 @@ class DesiredState:
         self.ipsets.setdefault(spec, set()).add(member)
 
     def add_server(
-        self, vs: VirtualServer, endpoints: Iterable[Endpoint], owner: ServicePortName
+        self, vs: VirtualServer, real: frozenset[RealServer], owner: ServicePortName
     ) -> None:
         self.servers[vs.key] = vs
-        self.real_servers[vs.key] = frozenset(RealServer(_ip(ep.ip), ep.port) for ep in endpoints)
+        self.real_servers[vs.key] = real
         self.owners[vs.key] = owner
 
 
-def _ip(address: str) -> str:
-    """The canonical text of an address, as the kernel and ``ipset save`` print it."""
+@functools.lru_cache(maxsize=1 << 17)
+def _ip6(address: str) -> str:
     return str(ipaddress.ip_address(address))
+
+
+def _ip(address: str) -> str:
+    """The canonical text of an address, as the kernel and ``ipset save`` print it.
+
+    IPv4 text that parsed at all is canonical already (``ipaddress`` refuses leading
+    zeros); IPv6 text is compressed, through a cache (this is the hot path of a sync).
+    """
+    return _ip6(address) if ":" in address else address
 
 
 def _in_family(address: str, family: int) -> bool:
     return ip_family(address) == family
+
+
+def _real_servers(endpoints: Iterable[Endpoint]) -> frozenset[RealServer]:
+    return frozenset(RealServer(_ip(ep.ip), ep.port) for ep in endpoints)
 
 
 def _virtual_server(svc: ServicePort, address: str, port: int, scheduler: str) -> VirtualServer:
@@ -107,8 +121,8 @@ def build_state(
         proto = svc.protocol
         eps = [ep for ep in endpoints.get(name, ()) if ep.family == family]
         cat = categorize_endpoints(svc, eps)
-        internal = cat.local if svc.internal_policy_local else cat.cluster
-        external = cat.local if svc.external_policy_local else cat.cluster
+        internal = _real_servers(cat.local if svc.internal_policy_local else cat.cluster)
+        external = _real_servers(cat.local if svc.external_policy_local else cat.cluster)
 
         def server(address: str, port: int, svc: ServicePort = svc) -> VirtualServer:
             return _virtual_server(svc, address, port, scheduler)
