@@ -92,6 +92,7 @@ class IpvsDataplane:
         device: IpvsDevice | None = None,
         node_ips: Callable[[], Iterable[str]] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        verify_per_full_sync: int = 1000,
     ) -> None:
         self.config = config
         self.family = family
@@ -106,6 +107,10 @@ class IpvsDataplane:
         self._applied: dict[tuple[str, str, int], frozenset[RealServer]] = {}
         self._draining: set[tuple[tuple[str, str, int], tuple[str, int]]] = set()
         self._synced = False
+        self._failed = False
+        self._vs_cache: dict[tuple[str, str, int], VirtualServer] = {}
+        self._verify_cursor = 0
+        self.verify_per_full_sync = verify_per_full_sync
         self.exclude = [
             ipaddress.ip_network(c)
             for c in config.ipvs.exclude_cidrs
@@ -169,9 +174,14 @@ class IpvsDataplane:
             t_end = self._clock()
             _, d["addresses_unbound"] = self.device.reconcile(state.bound, self.family)
         except NetlinkError as err:
+            self._failed = True
             raise DataplaneError(f"IPVS netlink request failed: {err}") from err
+        except DataplaneError:
+            self._failed = True
+            raise
         t2 = self._clock()
         self._synced = True
+        self._failed = False
         d.update(
             ipset_seconds=t_ipt - t_ipset,
             iptables_seconds=t_ipvs - t_ipt,
@@ -187,10 +197,24 @@ class IpvsDataplane:
         )
 
     def _sync_ipvs(self, state: DesiredState, full: bool, d: dict[str, float]) -> None:
+        """Virtual and real servers.
+
+        Full syncs (and the first one, and any after a failure) read the kernel's virtual
+        servers back and check the real servers of up to ``verify_per_full_sync`` of them,
+        in rotation, so drift is repaired within a few sync periods at any scale. Other
+        syncs trust what this process last applied and only touch what changed: reading
+        back 20,000 virtual servers would cost seconds per endpoint change.
+        """
         for k in ("vs_added", "vs_updated", "vs_deleted", "rs_added", "rs_updated",
-                  "rs_deleted", "rs_draining"):  # fmt: skip
+                  "rs_deleted", "rs_draining", "rs_verified"):  # fmt: skip
             d[k] = 0
-        current = {vs.key: vs for vs in self.ipvs.list_virtual_servers() if self._mine(vs)}
+        read_back = full or not self._synced or self._failed
+        if read_back:
+            current = {vs.key: vs for vs in self.ipvs.list_virtual_servers() if self._mine(vs)}
+        else:
+            current = dict(self._vs_cache)
+        verify = self._verify_slice(sorted(state.servers)) if read_back else set()
+        draining_keys = {k for k, _ in self._draining}
         for key, vs in state.servers.items():
             have = current.get(key)
             if have is None:
@@ -202,20 +226,35 @@ class IpvsDataplane:
                     self.ipvs.update_virtual_server(vs)
                     d["vs_updated"] += 1
                 unchanged = self._applied.get(key) == state.real_servers[key]
-                draining = any(k == key for k, _ in self._draining)
-                if unchanged and not draining and not full:
+                if unchanged and key not in draining_keys and key not in verify:
                     continue
                 real = self.ipvs.list_real_servers(vs)
+                d["rs_verified"] += 1
             self._sync_real_servers(vs, real, state.real_servers[key], d)
             self._applied[key] = state.real_servers[key]
 
+        kept = {}
         for key, vs in current.items():
-            if key in state.servers or self._excluded(vs.address):
+            if key in state.servers:
+                continue
+            if self._excluded(vs.address):
+                kept[key] = vs
                 continue
             self.ipvs.delete_virtual_server(vs)
             d["vs_deleted"] += 1
             self._applied.pop(key, None)
             self._draining = {x for x in self._draining if x[0] != key}
+        self._vs_cache = {**kept, **state.servers}
+
+    def _verify_slice(self, keys: list[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+        """The virtual servers whose real servers this full sync reads back (rotating)."""
+        limit = self.verify_per_full_sync
+        if len(keys) <= limit or not self._synced or self._failed:
+            return set(keys)
+        start = self._verify_cursor % len(keys)
+        self._verify_cursor = start + limit
+        chosen = keys[start : start + limit]
+        return set(chosen + keys[: max(0, limit - len(chosen))])
 
     def _sync_real_servers(
         self,
@@ -275,6 +314,7 @@ class IpvsDataplane:
         self.device.delete()
         self._applied.clear()
         self._draining.clear()
+        self._vs_cache.clear()
         self._synced = False
 
     def _cleanup_virtual_servers(self) -> None:

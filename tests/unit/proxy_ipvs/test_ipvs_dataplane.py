@@ -77,7 +77,7 @@ class RecordingRunner:
         return False
 
 
-def make(kernel=None, **ipvs):
+def make(kernel=None, verify=1000, **ipvs):
     kernel = kernel or FakeIpvsKernel()
     config = ProxyConfig(mode="ipvs", hostname="node-a", ipvs=IpvsConfig(**ipvs))
     dp = IpvsDataplane(
@@ -86,6 +86,7 @@ def make(kernel=None, **ipvs):
         ipvs=IpvsClient(kernel),
         device=FakeDevice(),
         node_ips=lambda: [NODE, "127.0.0.1"],
+        verify_per_full_sync=verify,
     )
     dp.runner = RecordingRunner()
     dp.ipsets.runner = dp.runner
@@ -285,3 +286,63 @@ def test_sysctls_explain_a_missing_ip_vs_module(tmp_path):
 
 def test_real_server_identity_ignores_counters():
     assert RealServer("10.0.0.1", 80, 1, active_conns=5) == RealServer("10.0.0.1", 80, 1)
+
+
+def dumps(kernel, since):
+    cmds = [m["cmd"] for m in kernel.requests[since:]]
+    return cmds.count(genl.IPVS_CMD_GET_SERVICE), cmds.count(genl.IPVS_CMD_GET_DEST)
+
+
+def test_partial_sync_trusts_what_it_applied_and_reads_nothing_back():
+    dp, kernel = make()
+    a, b = svc("a", "10.96.0.1"), svc("b", "10.96.0.2")
+    dp.sync(*maps((a, [EP1]), (b, [EP1])), None)
+    n = len(kernel.requests)
+    dp.sync(*maps((a, [EP1, EP2]), (b, [EP1])), {a.name})
+    assert dumps(kernel, n) == (0, 1)  # only the changed service's real servers
+    assert real(kernel, "10.96.0.1", 80) == {("10.244.1.2", 1), ("10.244.2.2", 1)}
+    n = len(kernel.requests)
+    dp.sync(*maps((b, [EP1])), {a.name})  # a deleted: found through the cache
+    assert dumps(kernel, n) == (0, 0)
+    assert {v.key for v in IpvsClient(kernel).list_virtual_servers()} == {("10.96.0.2", "TCP", 80)}
+
+
+def test_full_sync_repairs_real_servers_removed_behind_our_back():
+    dp, kernel = make()
+    s = svc()
+    dp.sync(*maps((s, [EP1, EP2])), None)
+    client = IpvsClient(kernel)
+    (vs,) = client.list_virtual_servers()
+    client.delete_real_server(vs, RealServer("10.244.2.2", 8080))
+    dp.sync(*maps((s, [EP1, EP2])), {s.name})  # nothing changed for the loop: not noticed
+    assert real(kernel, "10.96.0.10", 80) == {("10.244.1.2", 1)}
+    dp.sync(*maps((s, [EP1, EP2])), None)
+    assert real(kernel, "10.96.0.10", 80) == {("10.244.1.2", 1), ("10.244.2.2", 1)}
+
+
+def test_full_syncs_verify_a_bounded_rotating_slice():
+    dp, kernel = make(verify=2)
+    services = [svc(f"s{i}", f"10.96.0.{i + 1}") for i in range(5)]
+    dp.sync(*maps(*[(x, [EP1]) for x in services]), None)
+    client = IpvsClient(kernel)
+    for vs in client.list_virtual_servers():  # drift everywhere
+        client.delete_real_server(vs, RealServer("10.244.1.2", 8080))
+    for _ in range(3):
+        n = len(kernel.requests)
+        dp.sync(*maps(*[(x, [EP1]) for x in services]), None)
+        assert dumps(kernel, n) == (1, 2)
+    for i in range(5):
+        assert real(kernel, f"10.96.0.{i + 1}", 80) == {("10.244.1.2", 1)}
+
+
+def test_after_a_failure_everything_is_read_back():
+    dp, kernel = make()
+    a, b = svc("a", "10.96.0.1"), svc("b", "10.96.0.2")
+    dp.sync(*maps((a, [EP1]), (b, [EP1])), None)
+    kernel.fail[genl.IPVS_CMD_NEW_DEST] = errno.ENOMEM
+    with pytest.raises(DataplaneError):
+        dp.sync(*maps((a, [EP1, EP2]), (b, [EP1])), {a.name})
+    n = len(kernel.requests)
+    dp.sync(*maps((a, [EP1, EP2]), (b, [EP1])), {a.name})
+    assert dumps(kernel, n) == (1, 2)
+    assert real(kernel, "10.96.0.1", 80) == {("10.244.1.2", 1), ("10.244.2.2", 1)}
