@@ -69,8 +69,8 @@ def _delete_one(ctx: Context, found: Found) -> str | None:
     except DependencyError as err:
         return str(err)
     except AwsError as err:
-        if err.code.endswith("NotFound") or err.code in ("NoSuchEntity", "InvalidAllocationID.NotFound"):
-            return None  # already gone
+        if err.code.endswith("NotFound") or err.code == "NoSuchEntity":
+            return str(err)  # gone already, most likely: the next scan tells
         raise
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kpyops.clouds.aws.errors import AwsError
 from kpyops.clouds.aws.network import _scan_ec2, enis_using
 from kpyops.clouds.aws.resource import Actual, Context, Found, Pending, Ref, Resource, first
 
@@ -92,9 +93,13 @@ class SecurityGroup(Resource):
     @classmethod
     def delete(cls, ctx: Context, found: Found) -> None:
         # Rules naming other groups would block their deletion: drop ours first.
-        perms = found.extra.get("IpPermissions") or []
-        if perms:
-            ctx.call("ec2", "revoke_security_group_ingress", GroupId=found.id, IpPermissions=perms)
+        # One at a time: a rule naming a group deleted meanwhile is already gone.
+        for perm in found.extra.get("IpPermissions") or []:
+            try:
+                ctx.call("ec2", "revoke_security_group_ingress", GroupId=found.id, IpPermissions=[perm])
+            except AwsError as err:
+                if not err.code.endswith("NotFound"):
+                    raise
         ctx.call("ec2", "delete_security_group", GroupId=found.id)
 
     @classmethod
