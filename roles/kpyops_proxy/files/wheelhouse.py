@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file can hold
+KEEP = 3  # wheelhouse folders kept (the newest); older source trees' are removed
 
 
 def source_files(project: Path) -> list[Path]:
@@ -84,6 +85,17 @@ def build(project: Path, out: Path, pins: list[str]) -> None:
         shutil.move(str(staging), str(out))
 
 
+def prune(wheelhouse: Path, keep: Path) -> None:
+    """Remove all but the newest KEEP folders (never ``keep``)."""
+    folders = sorted(
+        (p for p in wheelhouse.iterdir() if p.is_dir() and p != keep),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in folders[KEEP - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def main() -> None:
     project, wheelhouse = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).expanduser()
     pins = sorted(pin(p) for p in sys.argv[3:])
@@ -91,6 +103,7 @@ def main() -> None:
     changed = not out.is_dir()
     if changed:
         build(project, out, pins)
+        prune(wheelhouse, keep=out)
     (kpyops_wheel,) = out.glob("kpyops-*.whl")
     version = kpyops_wheel.name.split("-")[1]
     print(
