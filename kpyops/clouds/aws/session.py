@@ -18,7 +18,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from kpyops.clouds.aws.errors import THROTTLED, AwsError, register_secret, translate
+from kpyops.clouds.aws.errors import (
+    THROTTLED,
+    AwsError,
+    action_name,
+    register_secret,
+    translate,
+)
 
 READ_PREFIXES = ("describe_", "list_", "get_", "simulate_", "head_")
 
@@ -49,6 +55,7 @@ class AwsSession:
         self._session = session or boto3.session.Session(region_name=region)
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.called: set[str] = set()  # IAM actions used, e.g. "ec2:CreateVpc"
         creds = self._session.get_credentials()
         if creds is not None:
             frozen = creds.get_frozen_credentials()
@@ -68,6 +75,7 @@ class AwsSession:
         if self.read_only and not operation.startswith(READ_PREFIXES):
             raise ReadOnlyViolation(f"{service}:{operation} attempted during a read-only plan")
         method = getattr(self.client(service), operation)
+        self.called.add(action_name(service, _api_name(method, operation)))
         for attempt in range(self.max_attempts):
             try:
                 return method(**kwargs)

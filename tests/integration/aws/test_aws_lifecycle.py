@@ -8,8 +8,9 @@ import pytest
 from conftest import REGION, moto_state, warm_up
 from scan import tagged_resources
 
-from kpyops.clouds.aws import AwsCloud
+from kpyops.clouds.aws import AwsCloud, permissions
 from kpyops.clouds.aws.deleter import DeleteTimeout
+from kpyops.clouds.aws.session import AwsSession
 from kpyops.spec.io import parse
 from kpyops.state.local import LocalStore
 
@@ -221,4 +222,31 @@ def test_delete_names_what_blocks_it_and_stops_after_the_time_limit(aws, ami, tm
     ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
     ec2.delete_subnet(SubnetId=subnet["SubnetId"])
     cloud.delete(c)
+    assert tagged_resources(name) == []
+
+
+def test_doctor_checks_every_action_a_whole_life_uses(aws, ami, name, tmp_path):
+    """Create, change, shrink, plan and delete: each IAM action called is one doctor checks,
+    so what one can create, one can also delete (kops#7203)."""
+    sessions: list[AwsSession] = []
+
+    def recording(region, **kw):
+        sessions.append(AwsSession(region, **kw))
+        return sessions[-1]
+
+    zone = f"{name}.example.org"
+    boto3.client("route53").create_hosted_zone(Name=zone, CallerReference=name)
+    cloud = AwsCloud(LocalStore(tmp_path / "state"), session_factory=recording, delete_timeout=60)
+    c = spec(ami, name, nodes=1, privateSubnets=True, dns={"zone": zone})
+    cloud.apply(c)
+    cloud.apply(spec(ami, name, nodes=2, privateSubnets=True, dns={"zone": zone},
+                     adminCIDRs=["192.0.2.0/24"], controlPlaneInstanceType="t3.large"))
+    cloud.apply(c)
+    cloud.plan(c)
+    cloud.inventory_hosts(c)
+    cloud.delete(c)
+    used = set().union(*(s.called for s in sessions))
+    assert {"ec2:CreateVpc", "ec2:DeleteVpc", "ec2:CreateLaunchTemplateVersion",
+            "ec2:TerminateInstances", "route53:ChangeResourceRecordSets"} <= used
+    assert used - set(permissions.all_actions()) == set()
     assert tagged_resources(name) == []
