@@ -54,7 +54,7 @@ def test_invalid_aws_settings_are_refused(aws, message):
 
 
 def test_aws_needs_its_section():
-    with pytest.raises(SpecError, match="spec.aws"):
+    with pytest.raises(SpecError, match=r"spec\.aws"):
         complete(parse({"metadata": {"name": "demo"}, "spec": {"cloud": "aws"}}))
 
 
