@@ -10,6 +10,7 @@ Every container and network is named ``kpe...`` and removed by ``EtcdLab.destroy
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -82,9 +83,14 @@ def debian_etcd_tarball(out_dir: Path) -> tuple[str, Path, str]:
     top = f"etcd-v{version}-linux-amd64"
     tarball = out_dir / "etcd" / version / f"{top}.tar.gz"
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball, "w:gz") as tar:
+    # Reproducible: fixed mtimes and owners, so the same packages give the same sha256.
+    with gzip.GzipFile(tarball, "wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for binary in ("etcd", "etcdctl"):
-            tar.add(unpacked / "usr/bin" / binary, arcname=f"{top}/{binary}")
+            info = tar.gettarinfo(unpacked / "usr/bin" / binary, arcname=f"{top}/{binary}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            info.mode = 0o755
+            with open(unpacked / "usr/bin" / binary, "rb") as f:
+                tar.addfile(info, f)
     digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
     return version, tarball, digest
 
