@@ -63,6 +63,16 @@ KUBELET_DEFAULTS = KubeletSettings(
 )
 
 
+# Local clusters' files repository: the second address of their network, on this port.
+LOCAL_FILES_PORT = 8080
+# Debian bookworm's etcd, which the local files repository is built from.
+LOCAL_ETCD_VERSION = "3.4.23"
+
+
+def local_files_url(subnet: ipaddress.IPv4Network) -> str:
+    return f"http://{subnet.network_address + 2}:{LOCAL_FILES_PORT}"
+
+
 def local_subnet(name: str) -> ipaddress.IPv4Network:
     """A /24 for a local cluster's podman network, stable for its name."""
     return ipaddress.IPv4Network(f"10.213.{zlib.crc32(name.encode()) % 250 + 1}.0/24")
@@ -89,6 +99,12 @@ def complete(cluster: Cluster) -> Cluster:
             if s.local.subnet.overlaps(cidr):
                 raise SpecError("spec.local.subnet", f"{s.local.subnet} overlaps {label} {cidr}")
         addresses = iter(list(s.local.subnet.hosts())[9:])
+        # No release server is reachable from local machines: artifacts come from the
+        # cluster's own files repository (built from Debian's packages), etcd at Debian's version.
+        if s.artifacts.files_repository is None:
+            s.artifacts.files_repository = local_files_url(s.local.subnet)
+        if "version" not in s.etcd.model_fields_set:
+            s.etcd.version = LOCAL_ETCD_VERSION
     else:
         addresses = None
     if s.cloud == "aws":
@@ -160,7 +176,8 @@ def complete(cluster: Cluster) -> Cluster:
     for art, (version, url) in DEFAULT_ARTIFACTS.items():
         if art not in s.artifacts.items:
             v = s.kubernetes_version if version == "{k8s}" else (etcd.version if art == "etcd" else version)
-            s.artifacts.items[art] = Artifact(version=v, url=url)
+            local_etcd = s.cloud == "local" and art == "etcd"
+            s.artifacts.items[art] = Artifact(version=v, url=None if local_etcd else url)
 
     check_unique_hosts(c)
     return Cluster.model_validate(c.model_dump(by_alias=True))

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from kpyops.clouds.base import Change, Cloud
+from kpyops.clouds.local.files import FILES_DIR, PORT, ensure_etcd
 from kpyops.clouds.local.image import ensure_image
-from kpyops.clouds.local.podman import Podman
+from kpyops.clouds.local.podman import RUNTIME, ULIMITS, Podman
 from kpyops.clouds.local.sshkey import ensure_ssh_key
-from kpyops.spec.complete import all_hosts
+from kpyops.spec.complete import all_hosts, local_files_url
 from kpyops.spec.model import Cluster
 
 LABEL = "kpyops.io/cluster"
@@ -46,6 +47,9 @@ class LocalCloud(Cloud):
 
     def plan(self, cluster: Cluster) -> list[Change]:
         wanted, existing = self._wanted(cluster), self._existing(cluster)
+        files = files_host(cluster)
+        if files:
+            files_container = existing.pop(files[0], None)
         changes = []
         if not self.podman.network_exists(network_name(cluster)):
             changes.append(Change("create", "network", network_name(cluster),
@@ -56,6 +60,9 @@ class LocalCloud(Cloud):
             elif existing[name].get("State") != "running":
                 changes.append(Change("modify", "container", name,
                                       {"state": (existing[name].get("State"), "running")}))
+        if files and (files_container is None or files_container.get("State") != "running"):
+            changes.append(Change("create", "files-server", files[0],
+                                  {"address": (None, files[1]), "serves": (None, str(FILES_DIR))}))
         changes += [Change("delete", "container", n) for n in existing if n not in wanted]
         return changes
 
@@ -77,6 +84,8 @@ class LocalCloud(Cloud):
             if ch.kind == "network":
                 self.progress(f"creating network {net} ({cluster.spec.local.subnet})")
                 self.podman.create_network(net, str(cluster.spec.local.subnet), {LABEL: cluster.name})
+            elif ch.kind == "files-server":
+                self._start_files_server(cluster, image, net)
             elif ch.action == "create":
                 self.progress(f"starting host {ch.name}")
                 self.podman.start_host(
@@ -106,6 +115,28 @@ class LocalCloud(Cloud):
         return changes
 
     # -- helpers -------------------------------------------------------------------------
+    def _start_files_server(self, cluster: Cluster, image: str, net: str) -> None:
+        """The cluster's offline files repository: FILES_DIR served read-only over HTTP."""
+        name, ip = files_host(cluster)
+        etcd = cluster.spec.artifacts.items["etcd"]
+        if etcd.url is None:
+            self.progress(f"building etcd {etcd.version} for the files repository from Debian's packages")
+            ensure_etcd(etcd.version)
+        self.podman.remove_container(name)
+        self.progress(f"starting files repository {name} ({ip}:{PORT})")
+        self.podman.run([
+            "run", "--detach", "--name", name, "--hostname", name, f"--runtime={RUNTIME}",
+            *[a for u in ULIMITS for a in ("--ulimit", u)],
+            "--network", net, "--ip", ip, "--label", f"{LABEL}={cluster.name}",
+            "--volume", f"{FILES_DIR}:/srv:ro", "--read-only",
+            image, "python3", "-m", "http.server", "--directory", "/srv", str(PORT),
+        ])
+        deadline = time.monotonic() + 30
+        while not _port_open(ip, PORT):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"files repository {name} did not answer on {ip}:{PORT}")
+            time.sleep(0.3)
+
     def _remove_host(self, name: str) -> None:
         """Remove a host and end Ansible's persistent SSH connection to its address, so a
         host recreated at that address is not reached through a dead master connection."""
@@ -141,6 +172,17 @@ class LocalCloud(Cloud):
             key = self.podman.exec(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
             lines.append(f"{name},{ip} {key[0]} {key[1]}")
         self.store.write_text(cluster.name, KNOWN_HOSTS, "\n".join(lines) + "\n")
+
+
+def files_host(cluster: Cluster) -> tuple[str, str] | None:
+    """(name, address) of the files server, when the spec uses the local files repository."""
+    local = cluster.spec.local
+    if local is None or local.subnet is None:
+        return None
+    ip = str(local.subnet.network_address + 2)
+    if cluster.spec.artifacts.files_repository != local_files_url(local.subnet):
+        return None
+    return f"{cluster.name}-files", ip
 
 
 def _port_open(ip: str, port: int) -> bool:
