@@ -170,6 +170,8 @@ class IpvsDataplane:
             if changed is None or not self._synced:
                 d["jumps_added"] = self.rules.ensure_jumps()
             t_ipvs = self._clock()
+            if not self._synced:
+                self._set_timeouts()
             self._sync_ipvs(state, full=changed is None, d=d)
             t_end = self._clock()
             _, d["addresses_unbound"] = self.device.reconcile(state.bound, self.family)
@@ -195,6 +197,13 @@ class IpvsDataplane:
             apply_seconds=t2 - t1,
             details=d,
         )
+
+    def _set_timeouts(self) -> None:
+        """ipvs.tcpTimeout/tcpFinTimeout/udpTimeout, if any is set (0 keeps the kernel's)."""
+        c = self.config.ipvs
+        timeouts = (int(c.tcp_timeout), int(c.tcp_fin_timeout), int(c.udp_timeout))
+        if any(timeouts):
+            self.ipvs.set_timeouts(*timeouts)
 
     def _sync_ipvs(self, state: DesiredState, full: bool, d: dict[str, float]) -> None:
         """Virtual and real servers.

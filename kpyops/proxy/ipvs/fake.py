@@ -18,7 +18,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import ipvs as genl
 from pyroute2.netlink.marshal import Marshal
 
-from kpyops.proxy.ipvs.netlink import FLAG_HASHED, SCHEDULERS
+from kpyops.proxy.ipvs.netlink import FLAG_HASHED, SCHEDULERS, decode_timeout
 
 FAKE_FAMILY_ID = 0x25  # any generic netlink family id; the kernel assigns one at load
 
@@ -52,6 +52,7 @@ class FakeIpvsKernel:
 
     def __init__(self) -> None:
         self.services: dict[tuple, _Service] = {}
+        self.timeouts = {"tcp": 900, "tcp_fin": 120, "udp": 300}  # the kernel's defaults
         self.requests: list[genl.ipvsmsg] = []
         self.fail: dict[int, int] = {}
         self._seq = 0
@@ -111,6 +112,12 @@ class FakeIpvsKernel:
         cmd = m["cmd"]
         svc = m.get_attr("IPVS_CMD_ATTR_SERVICE")
         dest = m.get_attr("IPVS_CMD_ATTR_DEST")
+        if cmd == genl.IPVS_CMD_SET_CONFIG:
+            for name, attr in (("tcp", "TCP"), ("tcp_fin", "TCP_FIN"), ("udp", "UDP")):
+                value = m.get_attr(f"IPVS_CMD_ATTR_TIMEOUT_{attr}")
+                if value is not None and decode_timeout(value):
+                    self.timeouts[name] = decode_timeout(value)
+            return []
         if cmd == genl.IPVS_CMD_FLUSH:
             self.services.clear()
             return []

@@ -183,6 +183,27 @@ def dest_message(cmd: int, vs: VirtualServer, rs: RealServer | None) -> genl.ipv
     return msg
 
 
+def timeouts_message(tcp: int, tcp_fin: int, udp: int) -> genl.ipvsmsg:
+    """IPVS_CMD_SET_CONFIG: connection timeouts in seconds; the kernel leaves 0 unchanged.
+
+    pyroute2 declares these attributes as raw bytes; the kernel reads host-order u32s.
+    """
+    msg = genl.ipvsmsg()
+    msg["cmd"] = genl.IPVS_CMD_SET_CONFIG
+    msg["version"] = genl.GENL_VERSION
+    msg["attrs"] = [
+        ("IPVS_CMD_ATTR_TIMEOUT_TCP", struct.pack("=I", tcp)),
+        ("IPVS_CMD_ATTR_TIMEOUT_TCP_FIN", struct.pack("=I", tcp_fin)),
+        ("IPVS_CMD_ATTR_TIMEOUT_UDP", struct.pack("=I", udp)),
+    ]
+    return msg
+
+
+def decode_timeout(value: str) -> int:
+    """A TIMEOUT attribute as pyroute2 decodes it ("84:03:00:00") -> seconds."""
+    return struct.unpack("=I", bytes.fromhex(value.replace(":", "")))[0]
+
+
 class IpvsTransport(Protocol):
     """Sends one IPVS generic-netlink message; returns the decoded reply messages.
 
@@ -260,6 +281,10 @@ class IpvsClient:
 
     def delete_real_server(self, vs: VirtualServer, rs: RealServer) -> None:
         self.transport.request(dest_message(genl.IPVS_CMD_DEL_DEST, vs, rs), REQUEST)
+
+    def set_timeouts(self, tcp: int, tcp_fin: int, udp: int) -> None:
+        """Set IPVS' connection timeouts (``ipvsadm --set``); 0 keeps the kernel's value."""
+        self.transport.request(timeouts_message(tcp, tcp_fin, udp), REQUEST)
 
     def close(self) -> None:
         self.transport.close()

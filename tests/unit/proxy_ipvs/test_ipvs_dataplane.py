@@ -346,3 +346,17 @@ def test_after_a_failure_everything_is_read_back():
     dp.sync(*maps((a, [EP1, EP2]), (b, [EP1])), {a.name})
     assert dumps(kernel, n) == (1, 2)
     assert real(kernel, "10.96.0.1", 80) == {("10.244.1.2", 1), ("10.244.2.2", 1)}
+
+
+def test_configured_timeouts_are_set_once_at_the_first_sync():
+    dp, kernel = make(tcp_timeout=3600.0, udp_timeout=20.0)
+    dp.sync(*maps((svc(), [EP1])), None)
+    assert kernel.timeouts == {"tcp": 3600, "tcp_fin": 120, "udp": 20}
+    dp.sync(*maps((svc(), [EP1])), None)
+    assert kernel.commands().count(genl.IPVS_CMD_SET_CONFIG) == 1
+
+
+def test_no_timeouts_configured_sends_no_config_request():
+    dp, kernel = make()
+    dp.sync(*maps((svc(), [EP1])), None)
+    assert genl.IPVS_CMD_SET_CONFIG not in kernel.commands()

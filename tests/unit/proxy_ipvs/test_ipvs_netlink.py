@@ -174,3 +174,20 @@ def test_update_changes_scheduler_and_persistence():
     assert kernel.commands()[-1] == genl.IPVS_CMD_SET_SERVICE
     (got,) = client.list_virtual_servers()
     assert (got.scheduler, got.persistent, got.timeout) == ("lc", True, 60)
+
+
+def test_timeouts_message_carries_host_order_u32_seconds():
+    from kpyops.proxy.ipvs.netlink import timeouts_message
+
+    m = wire(timeouts_message(900, 0, 60))
+    assert m["cmd"] == genl.IPVS_CMD_SET_CONFIG
+    raw = bytes.fromhex(m.get_attr("IPVS_CMD_ATTR_TIMEOUT_TCP").replace(":", ""))
+    assert struct.unpack("=I", raw) == (900,)
+    raw = bytes.fromhex(m.get_attr("IPVS_CMD_ATTR_TIMEOUT_UDP").replace(":", ""))
+    assert struct.unpack("=I", raw) == (60,)
+
+
+def test_zero_timeouts_leave_the_kernel_values():
+    kernel = FakeIpvsKernel()
+    IpvsClient(kernel).set_timeouts(0, 30, 0)
+    assert kernel.timeouts == {"tcp": 900, "tcp_fin": 30, "udp": 300}
