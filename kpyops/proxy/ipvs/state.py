@@ -89,13 +89,14 @@ def _virtual_server(svc: ServicePort, address: str, port: int, scheduler: str) -
 def node_port_addresses(
     local_addresses: Iterable[str], cidrs: Iterable[str], family: int
 ) -> list[str]:
-    """Node IPs that take NodePort traffic: all of the family, or those inside ``cidrs``."""
+    """Node IPs that take NodePort traffic: all of the family (but loopback and
+    link-local), or those inside ``cidrs`` (keywords such as ``primary`` are ignored)."""
     nets = [ipaddress.ip_network(c) for c in cidrs if "/" in c]
     out = []
     for addr in local_addresses:
         ip = ipaddress.ip_address(addr)
-        if ip.version != family or ip.is_loopback:
-            continue
+        if ip.version != family or ip.is_loopback or ip.is_link_local:
+            continue  # link-local addresses need a scope: no virtual server can use them
         if nets and not any(ip in n for n in nets if n.version == family):
             continue
         out.append(str(ip))

@@ -144,7 +144,7 @@ def test_health_check_node_port_member():
 
 
 def test_node_port_addresses_filter():
-    addrs = ["127.0.0.1", "10.0.0.5", "192.168.50.2", "fd00::5"]
+    addrs = ["127.0.0.1", "10.0.0.5", "192.168.50.2", "fd00::5", "fe80::1", "169.254.3.3", "::1"]
     assert node_port_addresses(addrs, (), 4) == ["10.0.0.5", "192.168.50.2"]
     assert node_port_addresses(addrs, ("192.168.0.0/16",), 4) == ["192.168.50.2"]
     assert node_port_addresses(addrs, (), 6) == ["fd00::5"]
