@@ -298,8 +298,13 @@ class EtcdLab:
             raise AssertionError(f"{host}: {script!r} -> {p.returncode}\n{p.stdout}{p.stderr}")
         return p
 
-    def etcdctl(self, host: str, args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.sh(host, f". /etc/etcd/etcdctl.env && etcdctl {args}", check=check)
+    def etcdctl(self, host: str, args: str, *, endpoints: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+        """etcdctl on a member with the healthcheck client certificate (local endpoint by default)."""
+        env = ". /etc/etcd/etcdctl.env"
+        if endpoints:
+            env += f" && export ETCDCTL_ENDPOINTS={endpoints}"
+        return self.sh(host, f"{env} && etcdctl {args}", check=check)
 
     def endpoints(self) -> str:
         return ",".join(f"https://{a}:2379" for a in self.addresses.values())
