@@ -93,8 +93,15 @@ def service(name, ip, ports=PORTS, **spec):
     return m.service(name, ip, ports, **spec)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def tool(backend: str, suffix: str = "") -> str:
+    """iptables, iptables-save, ... of one backend ("system": the distribution's default)."""
+    base = "iptables" if backend == "system" else f"iptables-{backend}"
+    return base + suffix
+
+
+@pytest.fixture(scope="module", params=["system", "legacy"])
+def cluster(request, tmp_path_factory):
+    backend = request.param
     folder = tmp_path_factory.mktemp("services")
     config = folder.parent / "kube-proxy.yaml"
     config.write_text(
@@ -117,13 +124,14 @@ def cluster(tmp_path_factory):
     try:
         servers = net.start_servers()
         subprocess.run(
-            ["ip", "netns", "exec", NODE1, "iptables-restore", "--noflush"],
+            ["ip", "netns", "exec", NODE1, tool(backend, "-restore"), "--noflush"],
             input=PRE_EXISTING,
             text=True,
             check=True,
         )
-        before = net.in_ns(NODE1, "iptables-save").stdout
+        before = net.in_ns(NODE1, tool(backend, "-save")).stdout
         c = Cluster(folder)
+        c.backend = backend
         c.config = config
         c.iptables_before = before
         c.put(
@@ -146,6 +154,8 @@ def cluster(tmp_path_factory):
                 str(folder),
                 "--poll-interval",
                 "0.1",
+                "--iptables-backend",
+                backend,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -310,10 +320,10 @@ def test_service_without_endpoints_rejects(cluster):
 def test_flushed_rules_come_back_after_one_sync(cluster):
     before = cluster.syncs()
     # A firewall reload: flush the whole nat table, then put back the firewall's own rule.
-    net.in_ns(NODE1, "iptables", "-t", "nat", "-F")
+    net.in_ns(NODE1, tool(cluster.backend), "-t", "nat", "-F")
     net.in_ns(
         NODE1,
-        "iptables",
+        tool(cluster.backend),
         "-t",
         "nat",
         "-A",
@@ -332,7 +342,7 @@ def test_flushed_rules_come_back_after_one_sync(cluster):
 
 
 def test_no_duplicate_jump_rules_after_resyncs(cluster):
-    saved = net.in_ns(NODE1, "iptables-save").stdout
+    saved = net.in_ns(NODE1, tool(cluster.backend, "-save")).stdout
     jumps = [
         line
         for line in saved.splitlines()
@@ -345,16 +355,18 @@ def test_no_duplicate_jump_rules_after_resyncs(cluster):
 
 
 def test_cleanup_restores_tables_exactly(cluster):
+    save = tool(cluster.backend, "-save")
+    cleanup = [KPYOPS, "proxy", "--config", str(cluster.config), "--cleanup"]
+    cleanup += ["--iptables-backend", cluster.backend]
     cluster.proxy.terminate()
     assert cluster.proxy.wait(10) == 0
-    during = net.in_ns(NODE1, "iptables-save").stdout
-    assert "KUBE-SERVICES" in during  # stopping does not remove rules; --cleanup does
-    done = net.in_ns(NODE1, KPYOPS, "proxy", "--config", str(cluster.config), "--cleanup")
+    assert "KUBE-SERVICES" in net.in_ns(NODE1, save).stdout  # stopping keeps the rules
+    done = net.in_ns(NODE1, *cleanup)
     assert done.returncode == 0, done.stderr
-    assert _rules(net.in_ns(NODE1, "iptables-save").stdout) == _rules(cluster.iptables_before)
-    again = net.in_ns(NODE1, KPYOPS, "proxy", "--config", str(cluster.config), "--cleanup")
+    assert _rules(net.in_ns(NODE1, save).stdout) == _rules(cluster.iptables_before)
+    again = net.in_ns(NODE1, *cleanup)
     assert again.returncode == 0, again.stderr  # idempotent
-    assert _rules(net.in_ns(NODE1, "iptables-save").stdout) == _rules(cluster.iptables_before)
+    assert _rules(net.in_ns(NODE1, save).stdout) == _rules(cluster.iptables_before)
     assert "KUBE-FIREWALL" in cluster.iptables_before  # someone else's chain survived
 
 
