@@ -117,3 +117,14 @@ def warm_up() -> None:
                         ("ec2", "describe_vpcs"), ("s3", "list_buckets"),
                         ("sts", "get_caller_identity")]:
         getattr(boto3.client(service, region_name=REGION), op)()
+
+
+def diff_paths(a, b, path: str = "") -> list[str]:
+    """Where two JSON-like values differ, as paths (for readable failures)."""
+    if a == b:
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str) for d in diff_paths(a.get(k), b.get(k), f"{path}/{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in diff_paths(x, y, f"{path}[{i}]")]
+    return [f"{path}: {str(a)[:200]} -> {str(b)[:200]}"]
