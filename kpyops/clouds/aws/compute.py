@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from kpyops.clouds.aws.errors import AwsError
-from kpyops.clouds.aws.network import _scan_ec2
+from kpyops.clouds.aws.network import scan_ec2
 from kpyops.clouds.aws.resource import (
     TAG_RESOURCE,
     Actual,
@@ -128,7 +128,7 @@ class LaunchTemplate(Resource):
 
     @classmethod
     def scan(cls, ctx: Context) -> list[Found]:
-        return _scan_ec2(ctx, cls.kind, "describe_launch_templates", "LaunchTemplates",
+        return scan_ec2(ctx, cls.kind, "describe_launch_templates", "LaunchTemplates",
                          "LaunchTemplateId")
 
     @classmethod

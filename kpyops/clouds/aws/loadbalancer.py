@@ -12,6 +12,7 @@ from kpyops.clouds.aws.resource import (
     Actual,
     Context,
     Found,
+    Ref,
     Resource,
     first,
     tag_dict,
@@ -165,8 +166,6 @@ class Listener(Resource):
         return Actual(lst["ListenerArn"], {"protocol": lst["Protocol"], "targetGroup": tg}, lst)
 
     def desired(self, ctx: Context) -> dict[str, Any]:
-        from kpyops.clouds.aws.resource import Ref
-
         return {"protocol": "TCP", "targetGroup": ctx.resolve(Ref(self.spec["target_group"]))}
 
     def create(self, ctx: Context) -> Actual:

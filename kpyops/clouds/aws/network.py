@@ -39,7 +39,7 @@ def wait_until(check, what: str, timeout: float = 600, interval: float = 5) -> N
         time.sleep(interval)
 
 
-def _scan_ec2(ctx: Context, kind: str, op: str, key: str, id_key: str, **kw) -> list[Found]:
+def scan_ec2(ctx: Context, kind: str, op: str, key: str, id_key: str, **kw) -> list[Found]:
     out = []
     for item in ctx.pages("ec2", op, key, Filters=ctx.owned_filters(), **kw):
         if not ctx.owns(item):
@@ -122,7 +122,7 @@ class Vpc(Resource):
 
     @classmethod
     def scan(cls, ctx: Context) -> list[Found]:
-        return _scan_ec2(ctx, cls.kind, "describe_vpcs", "Vpcs", "VpcId")
+        return scan_ec2(ctx, cls.kind, "describe_vpcs", "Vpcs", "VpcId")
 
     @classmethod
     def delete(cls, ctx: Context, found: Found) -> None:
@@ -194,7 +194,7 @@ class InternetGateway(Resource):
 
     @classmethod
     def scan(cls, ctx: Context) -> list[Found]:
-        return _scan_ec2(ctx, cls.kind, "describe_internet_gateways", "InternetGateways",
+        return scan_ec2(ctx, cls.kind, "describe_internet_gateways", "InternetGateways",
                          "InternetGatewayId")
 
     @classmethod
@@ -243,7 +243,7 @@ class Subnet(Resource):
 
     @classmethod
     def scan(cls, ctx: Context) -> list[Found]:
-        return _scan_ec2(ctx, cls.kind, "describe_subnets", "Subnets", "SubnetId")
+        return scan_ec2(ctx, cls.kind, "describe_subnets", "Subnets", "SubnetId")
 
     @classmethod
     def delete(cls, ctx: Context, found: Found) -> None:
@@ -388,7 +388,7 @@ class RouteTable(Resource):
 
     @classmethod
     def scan(cls, ctx: Context) -> list[Found]:
-        return _scan_ec2(ctx, cls.kind, "describe_route_tables", "RouteTables", "RouteTableId")
+        return scan_ec2(ctx, cls.kind, "describe_route_tables", "RouteTables", "RouteTableId")
 
     @classmethod
     def delete(cls, ctx: Context, found: Found) -> None:

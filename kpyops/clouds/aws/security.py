@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kpyops.clouds.aws.errors import AwsError
-from kpyops.clouds.aws.network import _scan_ec2, enis_using
+from kpyops.clouds.aws.network import enis_using, scan_ec2
 from kpyops.clouds.aws.resource import Actual, Context, Found, Pending, Ref, Resource, first
 
 
@@ -88,7 +88,7 @@ class SecurityGroup(Resource):
 
     @classmethod
     def scan(cls, ctx: Context) -> list[Found]:
-        return _scan_ec2(ctx, cls.kind, "describe_security_groups", "SecurityGroups", "GroupId")
+        return scan_ec2(ctx, cls.kind, "describe_security_groups", "SecurityGroups", "GroupId")
 
     @classmethod
     def delete(cls, ctx: Context, found: Found) -> None:
