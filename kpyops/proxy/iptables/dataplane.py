@@ -49,6 +49,27 @@ TOP_LEVEL = {
 }
 
 
+def _delta(chain: str, written: list[str] | None, wanted: list[str]) -> list[str] | None:
+    """Rule deletions and insertions turning ``written`` into ``wanted``, or None when
+    rewriting the chain is simpler (unknown content, or most of it changes).
+
+    Rules in the top-level chains match disjoint traffic (one service address and port
+    each), so their order does not matter, except for KUBE-SERVICES' last rule, the
+    NodePort jump: new rules are inserted at the top, never after it.
+    """
+    if written is None:
+        return None
+    old, new = set(written), set(wanted)
+    removed = [line for line in written if line not in new]
+    added = [line for line in wanted if line not in old]
+    if len(removed) + len(added) > max(8, len(wanted) // 4):
+        return None
+    prefix = f"-A {chain} "
+    return [f"-D {line[3:]}" for line in removed] + [
+        f"-I {chain} 1 {line[len(prefix) :]}" for line in reversed(added)
+    ]
+
+
 def _changed_top_level(old: ServiceRules | None, new: ServiceRules | None) -> set[tuple[str, str]]:
     """The top-level chains whose lines from one service differ between two fragments."""
     return {
@@ -255,10 +276,16 @@ class IptablesDataplane:
                 if t == table:
                     declare.append(chain)
                     body.extend(rules)
+            edits: list[str] = []
             for (t, chain), rules in top.items():
-                if t == table:
+                if t != table:
+                    continue
+                delta = None if full else _delta(chain, self._top_written.get((t, chain)), rules)
+                if delta is None:
                     declare.append(chain)
                     body.extend(rules)
+                else:
+                    edits.extend(delta)
             if full:  # chains that exist but may stay empty must still be created
                 declare.extend(ch for ch in c.FIXED_CHAINS[table] if ch not in declare)
             if table == "nat":
@@ -271,11 +298,12 @@ class IptablesDataplane:
             jumps = [
                 f"-I {r.chain} 1 {r.spec}" for r in reversed(missing_jumps) if r.table == table
             ]
-            if not declare and not jumps:
+            if not declare and not jumps and not edits:
                 continue
             out.append(f"*{table}")
             out.extend(f":{chain} - [0:0]" for chain in dict.fromkeys(declare))
             out.extend(body)
+            out.extend(edits)
             out.extend(jumps)
             if table == "nat":
                 out.extend(f"-X {chain}" for chain in stale)

@@ -317,6 +317,20 @@ def test_service_without_endpoints_rejects(cluster):
     assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 2) == ["REFUSED"] * 2
 
 
+def test_deleted_service_stops_answering_and_others_keep_working(cluster):
+    assert set(backends(connect(CLIENT.ns, "10.96.0.11", 53, 6, proto="udp"))) <= {
+        P1.name,
+        P2.name,
+        P3.name,
+    }
+    cluster.change_and_wait(lambda: cluster.remove("dns"))
+    gone = connect(CLIENT.ns, "10.96.0.11", 53, 2, proto="udp")
+    assert not set(backends(gone)) & {P1.name, P2.name, P3.name}, gone
+    saved = net.in_ns(NODE1, tool(cluster.backend, "-save"), "-t", "nat").stdout
+    assert "10.96.0.11" not in saved
+    assert set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20))) == {P1.name, P2.name}
+
+
 def test_flushed_rules_come_back_after_one_sync(cluster):
     before = cluster.syncs()
     # A firewall reload: flush the whole nat table, then put back the firewall's own rule.

@@ -101,9 +101,23 @@ def test_partial_sync_writes_only_changed_chains_and_deletes_stale():
 
     del services[other], endpoints[other]
     dp.sync(services, endpoints, {other})
-    text = fake.restores[-1]
-    assert f":{c.SERVICES} - [0:0]" in text  # its jump is gone from KUBE-SERVICES
-    assert f"-X {c.service_chain(c.SVC_PREFIX, other)}" in text
+    text = fake.restores[-1].splitlines()
+    # Its rule leaves KUBE-SERVICES by a deletion, before its chains are deleted.
+    assert f":{c.SERVICES} - [0:0]" not in text
+    delete = next(
+        i for i, line in enumerate(text) if line.startswith(f"-D {c.SERVICES} -d 10.96.0.11/32")
+    )
+    assert delete < text.index(f"-X {c.service_chain(c.SVC_PREFIX, other)}")
+
+    services[other] = ServicePort(other, ("10.96.0.11",), 443)
+    endpoints[other] = (Endpoint("10.0.1.1", 443),)
+    dp.sync(services, endpoints, {other})
+    text = fake.restores[-1].splitlines()
+    declared_at = text.index(f":{c.service_chain(c.SVC_PREFIX, other)} - [0:0]")
+    insert = next(
+        i for i, line in enumerate(text) if line.startswith(f"-I {c.SERVICES} 1 -d 10.96.0.11/32")
+    )
+    assert declared_at < insert  # the chain exists before the rule that jumps to it
 
 
 def test_first_full_sync_deletes_chains_left_by_a_previous_run():
