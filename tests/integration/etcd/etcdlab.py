@@ -308,3 +308,13 @@ class EtcdLab:
 
     def endpoints(self) -> str:
         return ",".join(f"https://{a}:2379" for a in self.addresses.values())
+
+
+if __name__ == "__main__":
+    # python etcdlab.py OUT_DIR: build the tarball into OUT_DIR/etcd/<version>/ and print
+    # {"version", "file", "path", "sha256"} (used by the etcd role's Molecule scenario).
+    import json
+    import sys
+
+    v, path, digest = debian_etcd_tarball(Path(sys.argv[1]))
+    print(json.dumps({"version": v, "file": path.name, "path": str(path), "sha256": digest}))
