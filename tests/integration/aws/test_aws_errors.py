@@ -10,7 +10,7 @@ import boto3
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REGION, aws_environment, start_moto
+from conftest import REGION, aws_environment, register_image, start_moto
 
 from kpyops.cli.doctor import command as doctor
 from kpyops.clouds.aws import AwsCloud, AwsError
@@ -48,15 +48,17 @@ def auth_server():
     proc.wait(timeout=10)
 
 
-def spec_data(ami: str, name: str = "errs", **aws) -> dict:
+def spec_data(ami: str | None, name: str = "errs", **aws) -> dict:
+    image = {"ami": ami} if ami else {}
     return {"metadata": {"name": name}, "spec": {"cloud": "aws", "nodeGroups": [{"name": "node", "count": 1}],
-            "aws": {"region": REGION, "ami": ami, **aws}}}
+            "aws": {"region": REGION, **image, **aws}}}
 
 
 def ami_of(url: str, keys) -> str:
     ec2 = boto3.client("ec2", endpoint_url=url, region_name=REGION, aws_access_key_id=keys["admin"][0],
                        aws_secret_access_key=keys["admin"][1])
-    return sorted(i["ImageId"] for i in ec2.describe_images(Owners=["amazon"])["Images"])[0]
+    found = ec2.describe_images(Owners=["self"])["Images"]
+    return found[0]["ImageId"] if found else register_image(ec2)
 
 
 def one_line(text: str) -> str:
@@ -127,6 +129,9 @@ def test_unknown_zone_and_instance_type_give_one_line(aws, ami, tmp_path):
     with pytest.raises(AwsError) as err:
         cloud.plan(parse(spec_data("ami-0123456789abcdef0")))
     assert one_line(str(err.value)) == "machine image ami-0123456789abcdef0 not found in region us-east-1"
+    with pytest.raises(AwsError) as err:
+        cloud.plan(parse(spec_data(None)))  # no image named: the newest Debian 12 one
+    assert one_line(str(err.value)) == "no Debian 12 image found in us-east-1: set spec.aws.ami"
 
     spec_file = tmp_path / "c.yaml"
     spec_file.write_text(yaml.safe_dump(spec_data(ami, zones=["us-east-1z"], controlPlaneInstanceType="m9.huge")))
