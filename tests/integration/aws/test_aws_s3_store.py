@@ -74,3 +74,24 @@ def test_the_lock_keeps_two_runs_apart(bucket):
         raise RuntimeError("boom")
     with two.lock("c1", purpose="after a crash"):
         pass
+
+
+def test_doctor_checks_the_state_bucket(bucket):
+    from click.testing import CliRunner
+
+    from kpyops.cli.doctor import command as doctor
+
+    plain = f"{bucket}-plain"
+    boto3.client("s3").create_bucket(Bucket=plain)
+    S3Store(f"s3://{bucket}").write_text("c1", "spec.yaml", "a")
+
+    def bucket_line(name: str) -> str:
+        result = CliRunner().invoke(doctor, ["--cloud", "aws", "--region", "us-east-1",
+                                             "--state-bucket", name])
+        assert result.exit_code == 1  # (this server has no IAM users: permissions fail)
+        return next(x for x in result.output.splitlines() if "state bucket" in x)
+
+    assert bucket_line(bucket) == f"ok   state bucket: s3://{bucket}: versioned, private, encrypted"
+    line = bucket_line(plain)
+    assert line.startswith(f"FAIL state bucket: s3://{plain}: versioning is off, ")
+    assert "public access is not fully blocked" in line or "no public access block" in line
