@@ -9,6 +9,14 @@ from kpyops.clouds.base import InventoryHost
 GROUPS = {"control-plane": ["kube_control_plane", "etcd"], "node": ["kube_node"]}
 
 
+def bastion_args(user: str, address: str) -> str:
+    """SSH options reaching a machine through the bastion with the cluster's own key (a
+    ProxyJump would use the default key). Ansible templates the key path in."""
+    key = "{% if ansible_ssh_private_key_file is defined %} -i {{ ansible_ssh_private_key_file }}{% endif %}"
+    return (f'-o ProxyCommand="ssh -W %h:%p -q -o StrictHostKeyChecking=accept-new{key} '
+            f'{user}@{address}"')
+
+
 def running_instances(ctx: Context) -> list[dict]:
     filters = [*ctx.owned_filters(), {"Name": "instance-state-name", "Values": ["pending", "running"]}]
     out = []
@@ -28,7 +36,7 @@ def inventory_hosts(ctx: Context, *, ssh_user: str, private: bool) -> list[Inven
         if bastion is None or not bastion.get("PublicIpAddress"):
             raise RuntimeError(f"cluster {ctx.cluster} has private subnets but no running bastion "
                                "with a public address: run `kpyops update cluster --yes` first")
-        jump = f"-o ProxyJump={ssh_user}@{bastion['PublicIpAddress']}"
+        jump = bastion_args(ssh_user, bastion["PublicIpAddress"])
     hosts = []
     for i in machines:
         tags = tag_dict(i.get("Tags"))

@@ -13,6 +13,7 @@ from scan import tagged_resources
 from kpyops import lifecycle
 from kpyops.clouds.aws import AwsCloud, permissions
 from kpyops.clouds.aws.deleter import DeleteTimeout
+from kpyops.clouds.aws.inventory import bastion_args
 from kpyops.clouds.aws.session import AwsSession
 from kpyops.spec.io import parse
 from kpyops.state import open_store
@@ -207,9 +208,7 @@ def test_private_subnets_with_nat_and_bastion(cloud, ami, name):
     )
     for h in hosts:
         assert h.ssh_host == h.address  # private: reached through the bastion
-        assert (
-            h.vars["ansible_ssh_common_args"] == f"-o ProxyJump=admin@{bastion['PublicIpAddress']}"
-        )
+        assert h.vars["ansible_ssh_common_args"] == bastion_args("admin", bastion["PublicIpAddress"])
     cloud.delete(c)
     assert tagged_resources(name) == []
 

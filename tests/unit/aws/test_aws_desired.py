@@ -127,3 +127,18 @@ def test_rule_text_round_trips_to_ec2_permissions():
         pairs = [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
         cidrs = [r["CidrIp"] for r in p.get("IpRanges", [])]
         assert rule_text(p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), (pairs + cidrs)[0]) == text
+
+
+def test_bastion_ssh_options_use_the_cluster_key_once_ansible_templates_them():
+    import jinja2
+
+    from kpyops.clouds.aws.inventory import bastion_args
+
+    text = bastion_args("admin", "198.51.100.9")
+    env = jinja2.Environment()
+    with_key = env.from_string(text).render(
+                                            ansible_ssh_private_key_file="/st/ssh/id_ed25519")
+    assert with_key == ('-o ProxyCommand="ssh -W %h:%p -q -o StrictHostKeyChecking=accept-new '
+                        '-i /st/ssh/id_ed25519 admin@198.51.100.9"')
+    assert env.from_string(text).render() == (
+        '-o ProxyCommand="ssh -W %h:%p -q -o StrictHostKeyChecking=accept-new admin@198.51.100.9"')
