@@ -100,11 +100,6 @@ class Vpc(Resource):
             return {"sharedTag": "shared"}
         return {"cidr": self.spec["cidr"], "enableDnsHostnames": True}
 
-    def check_changes(self, changes) -> None:
-        if self.shared and "cidr" in changes:
-            return
-        super().check_changes(changes)
-
     def create(self, ctx: Context) -> Actual:
         if self.shared:
             raise AwsError(f"VPC {self.spec['existing']} not found")
