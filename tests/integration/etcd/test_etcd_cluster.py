@@ -171,6 +171,32 @@ def test_a_certificate_near_expiry_is_renewed_by_the_next_converge(lab):
     wait_healthy(lab)
 
 
+def test_kpyops_certs_check_and_renew(lab, tmp_path):
+    from click.testing import CliRunner
+
+    from kpyops.cli.certs import command as certs
+    from kpyops.cli.main import cli
+
+    if "certs" not in cli.commands:
+        cli.add_command(certs)
+    # a local state store whose cluster folder is the lab's
+    (tmp_path / "clusters").mkdir()
+    (tmp_path / "clusters" / lab.name).symlink_to(lab.state)
+    runner = CliRunner()
+    check = runner.invoke(cli, ["--state", str(tmp_path), "certs", "check", lab.name])
+    assert check.exit_code == 0, check.output
+    for name in ("ca", "etcd/ca", "front-proxy-ca", "apiserver", f"etcd/peer-{lab.hosts[2]}"):
+        assert any(line.split()[0] == name for line in check.stdout.splitlines()[1:]), name
+    target = f"etcd/peer-{lab.hosts[2]}"
+    old = px.fingerprint(px.load_cert(lab.pki / f"{target}.crt"))
+    renew = runner.invoke(cli, ["--state", str(tmp_path), "certs", "renew", lab.name, target])
+    assert renew.exit_code == 0, renew.output
+    assert px.fingerprint(px.load_cert(lab.pki / f"{target}.crt")) != old
+    new = lab.sh(lab.hosts[2], "openssl x509 -in /etc/etcd/pki/peer.crt -outform DER | sha256sum").stdout.split()[0]
+    assert new == px.fingerprint(px.load_cert(lab.pki / f"{target}.crt"))
+    wait_healthy(lab)
+
+
 def test_backup_wipe_restore_brings_the_value_back(lab):
     a = lab.hosts[0]
     lab.etcdctl(a, "put /canary restored-value")
@@ -218,7 +244,9 @@ def test_a_destroyed_member_is_replaced(lab):
     r = lab.etcdctl(lab.hosts[0], "endpoint health", endpoints=lab.endpoints())
     assert (r.stdout + r.stderr).count("is healthy") == 3
     assert lab.etcdctl(victim, "get /before-replace --print-value-only").stdout.strip() == "yes"
-    # nothing left to do: a second run and a converge change nothing
+    # nothing left to do: a second run changes nothing; once the new host has its
+    # Kubernetes certificates (pki.yml, as in cluster.yml), a converge changes nothing
     lab.playbook("playbooks/replace-etcd-member.yml", extra_vars={"etcd_replace": victim}).assert_no_change()
+    lab.playbook("playbooks/pki.yml").assert_ok()
     for pb in CONVERGE:
         lab.playbook(pb).assert_no_change()
