@@ -12,6 +12,7 @@ from kpyops.clouds.aws.errors import AwsError
 from kpyops.clouds.aws.resource import Actual, Context, Found, Pending, Resource
 
 TTL = 60
+TAG_DNS = "kpyops.io/dns-record"  # on the load balancer: zone|record
 
 
 def hosted_zone_id(ctx: Context, zone: str) -> str:
@@ -66,6 +67,10 @@ class DnsRecord(Resource):
 
     def create(self, ctx: Context) -> Actual:
         self._upsert(ctx)
+        # Remembered on the load balancer, so that the record is found and deleted even
+        # after it left the spec.
+        ctx.call("elbv2", "add_tags", ResourceArns=[ctx.ids[self.spec["lb"]]], Tags=[
+            {"Key": TAG_DNS, "Value": f"{self.spec['zone']}|{self.spec['record']}"}])
         return Actual(f"{self.spec['zone']}/{self.spec['record']}", self.desired(ctx))
 
     def update(self, ctx: Context, actual: Actual, changes) -> None:
@@ -73,20 +78,25 @@ class DnsRecord(Resource):
 
     @classmethod
     def scan(cls, ctx: Context) -> list[Found]:
-        if not ctx.dns:
-            return []
-        zone, record, lb_name = ctx.dns
-        try:
-            zone_id = hosted_zone_id(ctx, zone)
-        except AwsError:
-            return []
-        rs = find_record(ctx, zone_id, record)
-        if rs is None:
-            return []
-        value = rs["ResourceRecords"][0]["Value"] if rs.get("ResourceRecords") else ""
-        if not value.startswith(lb_name + "-"):
-            return []  # not ours
-        return [Found(cls.kind, f"{zone_id}/{record}", "dns-api", extra={"zone_id": zone_id, "rs": rs})]
+        from kpyops.clouds.aws.loadbalancer import LoadBalancer
+
+        places = {ctx.dns} if ctx.dns else set()
+        for lb in LoadBalancer.scan(ctx):
+            zone, _, record = lb.extra["Tags"].get(TAG_DNS, "").partition("|")
+            if record:
+                places.add((zone, record, lb.extra["LoadBalancerName"]))
+        out = []
+        for zone, record, lb_name in sorted(places):
+            try:
+                zone_id = hosted_zone_id(ctx, zone)
+            except AwsError:
+                continue
+            rs = find_record(ctx, zone_id, record)
+            value = rs["ResourceRecords"][0]["Value"] if rs and rs.get("ResourceRecords") else ""
+            if value.startswith(lb_name + "-"):  # else not ours
+                out.append(Found(cls.kind, f"{zone_id}/{record}", "dns-api",
+                                 extra={"zone_id": zone_id, "rs": rs}))
+        return out
 
     @classmethod
     def delete(cls, ctx: Context, found: Found) -> None:

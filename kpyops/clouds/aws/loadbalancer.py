@@ -48,7 +48,8 @@ def _scan(ctx: Context, kind: str, op: str, key: str, arn_key: str) -> list[Foun
     items = list(ctx.pages("elbv2", op, key))
     tags = _tags(ctx, [i[arn_key] for i in items]) if items else {}
     return [
-        Found(kind, i[arn_key], tags[i[arn_key]].get(TAG_RESOURCE, ""), extra=i)
+        Found(kind, i[arn_key], tags[i[arn_key]].get(TAG_RESOURCE, ""),
+              extra={**i, "Tags": tags[i[arn_key]]})
         for i in items
         if tags.get(i[arn_key], {}).get(TAG_CLUSTER) == ctx.cluster
     ]

@@ -89,7 +89,10 @@ def test_create_plan_add_node_apply_delete(cloud, ami, name):
         "target-group",
         "dns-record",
     }
-    cloud.delete(bigger)
+    # The record goes too, even with the spec no longer naming it
+    no_dns = spec(ami, name, nodes=3)
+    assert ("delete", "dns-record", "dns-api") in summary(cloud.plan_delete(no_dns))
+    cloud.delete(no_dns)
     assert tagged_resources(name) == []
     assert cloud.plan_delete(bigger) == []
 
