@@ -86,9 +86,6 @@ def test_converge_builds_a_tls_cluster_and_a_second_converge_changes_nothing(lab
         run.assert_no_change()
     assert pki_fingerprints(lab) == before_pki, "a re-run re-issued PKI files"
     assert host_fingerprints(lab) == before_hosts, "a re-run changed certificates on the hosts"
-    (lab.workdir / "converge-seconds.json").write_text(
-        json.dumps({"first": [r.seconds for r in first], "second": [r.seconds for r in second]})
-    )
 
 
 def test_files_have_safe_owners_and_modes(lab):
