@@ -325,17 +325,22 @@ class IptablesDataplane:
             while self.commands.rule_exists(rule.table, rule.chain, rule.args):
                 self.commands.restore(f"*{rule.table}\n-D {rule.chain} {rule.spec}\nCOMMIT\n")
         text = []
+        size = self.batch_rules or 1 << 30  # iptables-nft: flush all, then delete, in batches
         for table in c.TABLES:
             owned = sorted(
                 n for n in chains_in_save(self.commands.save(table)) if c.is_owned_chain(table, n)
             )
-            if owned:
-                text += [
-                    f"*{table}",
-                    *(f":{n} - [0:0]" for n in owned),
-                    *(f"-X {n}" for n in owned),
-                    "COMMIT",
-                ]
+            if len(owned) <= size:
+                if owned:
+                    text += [f"*{table}", *(f":{n} - [0:0]" for n in owned)]
+                    text += [*(f"-X {n}" for n in owned), "COMMIT"]
+                continue
+            for start in range(0, len(owned), size):
+                text += [f"*{table}", *(f":{n} - [0:0]" for n in owned[start : start + size])]
+                text.append("COMMIT")
+            for start in range(0, len(owned), size):
+                text += [f"*{table}", *(f"-X {n}" for n in owned[start : start + size])]
+                text.append("COMMIT")
         if text:
             self.commands.restore("\n".join(text) + "\n")
         self._fragments = {}

@@ -58,3 +58,16 @@ def test_auto_batches_only_on_nft():
     assert IptablesDataplane(OPTS, commands=fake).batch_rules == 2000
     fake.is_nft = False
     assert IptablesDataplane(OPTS, commands=fake).batch_rules is None
+
+
+def test_cleanup_on_nft_flushes_everything_before_deleting_in_batches():
+    fake = FakeCommands()
+    owned = [f"KUBE-SEP-{i:016d}" for i in range(25)]
+    fake.saved["nat"] = "".join(f":{n} - [0:0]\n" for n in [*owned, "KUBE-FIREWALL"])
+    fake.canary = False  # no jump rules to delete
+    IptablesDataplane(OPTS, commands=fake, batch_rules=10).cleanup()
+    lines = fake.restores[-1].splitlines()
+    flushes = [i for i, line in enumerate(lines) if line.startswith(":")]
+    deletes = [i for i, line in enumerate(lines) if line.startswith("-X ")]
+    assert len(flushes) == len(deletes) == 25 and max(flushes) < min(deletes)
+    assert lines.count("COMMIT") == 6 and "KUBE-FIREWALL" not in fake.restores[-1]
