@@ -6,6 +6,7 @@ import click
 
 from kpyops import lifecycle
 from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr
+from kpyops.clouds.base import CloudError
 from kpyops.run.ansible import PlaybookFailed, ansible_warnings, changed_tasks
 from kpyops.spec import SpecError, complete, loads, parse, to_data
 from kpyops.state import ClusterNotFound, LockHeld, StateError, open_store
@@ -40,6 +41,8 @@ def _converge(store, user, verbose: int) -> None:
     try:
         with ansible_progress(verbose) as callbacks:
             result = lifecycle.apply(store, user, progress, verbosity=verbose, **callbacks)
+    except (CloudError, LockHeld, StateError) as err:
+        fail(str(err))
     except PlaybookFailed as err:
         if not verbose:
             for line in err.tail:
@@ -96,7 +99,7 @@ def create_cluster(ctx, name, file, cloud, control_planes, nodes, k8s_version, p
         lifecycle.create(store, user, progress)
     except SpecError as err:
         spec_error(err)
-    except (lifecycle.ClusterExists, LockHeld, StateError) as err:
+    except (lifecycle.ClusterExists, LockHeld, StateError, CloudError) as err:
         fail(str(err))
     if yes:
         _converge(store, user, verbose)
@@ -128,7 +131,7 @@ def update_cluster(ctx, name, file, yes, check_hosts) -> None:
         plan = lifecycle.plan(store, user)
     except SpecError as err:
         spec_error(err)
-    except (StateError, LockHeld) as err:
+    except (StateError, LockHeld, CloudError) as err:
         fail(str(err))
     if plan.empty:
         progress("machines and inventory match the spec")
@@ -201,7 +204,7 @@ def delete_cluster(ctx, name, yes) -> None:
             progress("run again with --yes to delete")
             return
         lifecycle.delete(store, name, progress)
-    except (StateError, LockHeld) as err:
+    except (StateError, LockHeld, CloudError) as err:
         fail(str(err))
     progress(f"cluster {name} deleted")
 

@@ -105,6 +105,10 @@ def complete(cluster: Cluster) -> Cluster:
             s.artifacts.files_repository = local_files_url(s.local.subnet)
         if "version" not in s.etcd.model_fields_set:
             s.etcd.version = LOCAL_ETCD_VERSION
+        # Local machines share this machine's kernel, which a container cannot load IPVS
+        # into: the proxy runs in iptables mode unless the spec asks otherwise.
+        if "mode" not in s.kube_proxy.model_fields_set:
+            s.kube_proxy.mode = "iptables"
     else:
         addresses = None
     if s.cloud == "aws":

@@ -30,7 +30,7 @@ def test_minimal_spec_completes_every_default():
     assert [h.name for h in s.node_groups[0].hosts] == ["t-node-1", "t-node-2"]
     assert s.etcd.members == 1
     assert s.dns.cluster_dns == ipaddress.IPv4Address("10.96.0.10")
-    assert s.kube_proxy.mode == "ipvs" and s.kube_proxy.scheduler == "rr"
+    assert s.kube_proxy.mode == "iptables" and s.kube_proxy.scheduler == "rr"  # local default
     assert s.kubelet.cpu_manager_policy == "none"
     assert s.node_groups[0].kubelet.eviction_hard["memory.available"] == "100Mi"
     assert set(s.artifacts.items) >= {"etcd", "kubelet", "kube-apiserver"}
@@ -110,3 +110,10 @@ def test_yaml_round_trip_keeps_wire_names():
 def test_invalid_yaml_is_a_spec_error():
     with pytest.raises(SpecError, match="not valid YAML"):
         loads("spec: [")
+
+
+def test_proxy_mode_defaults_per_cloud_and_explicit_choice_wins():
+    assert complete(parse(spec(kubeProxy={"mode": "ipvs"}))).spec.kube_proxy.mode == "ipvs"
+    metal = spec(cloud="baremetal", controlPlane={"hosts": [{"name": "a", "address": "192.0.2.1"}]},
+                 nodeGroups=[{"name": "n", "count": 0}])
+    assert complete(parse(metal)).spec.kube_proxy.mode == "ipvs"
