@@ -49,7 +49,7 @@ def _converge(store, user, verbose: int) -> None:
                 stderr.print(line, markup=False, highlight=False)
         fail(f"{err} (run again with -v to see all of Ansible's output)")
     for warning in ansible_warnings(result.output):
-        stderr.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        stderr.print(f"[yellow]{warning}[/]", soft_wrap=True)
     progress(f"converged in {result.seconds:.0f}s: "
              + ", ".join(f"{h} changed={r.get('changed', 0)}" for h, r in result.recap.items()))
 

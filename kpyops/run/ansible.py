@@ -79,9 +79,10 @@ def changed_tasks(lines: list[str]) -> list[tuple[str, str]]:
 
 
 def ansible_warnings(lines: list[str]) -> list[str]:
-    """Messages roles report with a "WARNING:" debug message (e.g. a missing kernel module)."""
+    """Messages roles report with a "WARNING:" or "SKIPPED:" debug message (a missing kernel
+    module, a stage that cannot run on these machines), each once, prefix kept."""
     text = "\n".join(lines)
-    found = re.findall(r'"msg": "WARNING: (.*?)"\n\s*}', text, flags=re.S)
+    found = re.findall(r'"msg": "((?:WARNING|SKIPPED): .*?)"\n\s*}', text, flags=re.S)
     return list(dict.fromkeys(" ".join(m.replace("\\n", " ").split()) for m in found))
 
 

@@ -78,7 +78,7 @@ def test_ansible_warnings_are_collected_once():
              '    "msg": "WARNING: kernel modules not available on a', '(kernel 6): ip_vs.\\nLoading is off."', '}',
              'PLAY RECAP ****', 'a   : ok=3    changed=1    unreachable=0    failed=0    ',
              'b   : ok=3    changed=0    unreachable=0    failed=0    ']
-    assert ansible_warnings(lines) == ["kernel modules not available on a (kernel 6): ip_vs. Loading is off."]
+    assert ansible_warnings(lines) == ["WARNING: kernel modules not available on a (kernel 6): ip_vs. Loading is off."]
     assert parse_recap(lines) == {"a": {"ok": 3, "changed": 1, "unreachable": 0, "failed": 0},
                                   "b": {"ok": 3, "changed": 0, "unreachable": 0, "failed": 0}}
 
