@@ -7,6 +7,7 @@ The CLI only parses arguments and prints; every step lives here so tests can cal
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,17 @@ def inventory_files(store: StateStore, cluster: Cluster, cloud: Cloud | None = N
         state_dir=str(wd),
         known_hosts_file=str(wd / KNOWN_HOSTS) if cluster.spec.cloud == "local" else None,
     )
+
+
+def materialize_secrets(store: StateStore, name: str) -> None:
+    """Copy the SSH key of a store without a local folder (S3) into the work folder, 0600."""
+    if store.local_path(name) is not None or not store.exists(name, SSH_KEY):
+        return
+    key = workdir(store, name) / SSH_KEY
+    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(store.read(name, SSH_KEY))
 
 
 def save(store: StateStore, user: Cluster, completed: Cluster) -> None:
@@ -134,6 +146,7 @@ def apply(store: StateStore, user: Cluster, progress: Progress, *, verbosity: in
         for ch in changes:
             if ch.kind == "container" and ch.action in ("create", "delete"):
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)  # a new machine, new facts
+        materialize_secrets(store, user.name)
         inventory = write_inventory(store, user.name, inventory_files(store, completed, cloud))
         progress(f"converging cluster.yml on {user.name}")
         return run_playbook("cluster.yml", str(inventory), on_line=on_line, on_task=on_task,
