@@ -94,8 +94,10 @@ def test_create_converge_twice_and_delete(cluster):
     assert "converged" in created.stderr
     # no Kubernetes binaries can be had for local machines: the run says what it skipped
     assert f"SKIPPED: no Kubernetes binaries on {name}-node-1" in created.stderr
+    # three hosts, and the files repository that served them etcd
     assert podman_names(f"kpyops.io/cluster={name}") == [
         f"{name}-cp-1",
+        f"{name}-files",
         f"{name}-node-1",
         f"{name}-node-2",
     ]
@@ -109,7 +111,8 @@ def test_create_converge_twice_and_delete(cluster):
 
     # what the roles did, seen on the machines over SSH with host-key checking on
     modules = ssh(state, name, f"{name}-node-1", "cat /etc/modules-load.d/kpyops.conf")
-    assert set(modules.split()) == {"br_netfilter", "overlay", "nf_conntrack"}  # iptables mode
+    listed = {line for line in modules.splitlines() if line and not line.startswith("#")}
+    assert listed == {"br_netfilter", "overlay", "nf_conntrack"}  # iptables mode: no ip_vs
     assert ssh(state, name, f"{name}-node-2", "cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
     # every stage ran for real where it can: etcd over TLS, containerd, the proxy, manifests
     cp = f"{name}-cp-1"
