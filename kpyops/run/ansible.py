@@ -108,7 +108,7 @@ def run_playbook(playbook: str, inventory: str, *, on_line: Callable[[str], None
                  on_task: Callable[[str], None] | None = None, **kwargs) -> PlaybookResult:
     """Run a playbook of this project against an inventory; raise PlaybookFailed on failure."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "COLUMNS": "1000"}  # no wrapped lines to parse
     start = time.monotonic()
     lines: list[str] = []
     tail: deque[str] = deque(maxlen=60)
