@@ -104,7 +104,7 @@ def test_certificate_plan_covers_every_certificate_the_cluster_needs(inv):
     expected = {f"etcd/server-{h}" for h in etcd} | {f"etcd/peer-{h}" for h in etcd}
     expected |= {"etcd/healthcheck-client", "apiserver-etcd-client", "apiserver",
                  "apiserver-kubelet-client", "front-proxy-client", "controller-manager",
-                 "scheduler", "admin"}
+                 "scheduler", "admin", "kube-proxy"}
     expected |= {f"kubelet/{h}" for h in nodes}
     assert set(plan) == expected
     h = etcd[0]
@@ -122,6 +122,7 @@ def test_certificate_plan_covers_every_certificate_the_cluster_needs(inv):
     assert plan[f"kubelet/{nodes[-1]}"]["cn"] == f"system:node:{nodes[-1]}"
     assert plan[f"kubelet/{nodes[-1]}"]["orgs"] == ["system:nodes"]
     assert plan["admin"]["orgs"] == ["system:masters"]
+    assert plan["kube-proxy"]["cn"] == "system:kube-proxy" and plan["kube-proxy"]["usages"] == ["client"]
 
 
 def test_backup_timer_uses_the_spec_schedule(inv):
