@@ -18,6 +18,7 @@ from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import ip_family
 from kpyops.proxy.proxier import Proxier
 from kpyops.proxy.servers import serve_healthz, serve_metrics
+from kpyops.proxy.service_health import ServiceHealthServers
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,22 @@ def _node_port_cidrs(config: ProxyConfig, family: int) -> tuple[str, ...]:
         elif item != "primary" and ip_family(item) == family:
             out.append(item)
     return tuple(out)
+
+
+def health_check_addresses(config: ProxyConfig) -> list[str]:
+    """Where health-check node ports listen: every address (IPv4 "any", plus IPv6 "any" on
+    IPv6-only clusters), or this node's addresses inside the nodePortAddresses CIDRs."""
+    families = proxy_families(config)
+    if not any(_node_port_cidrs(config, f) for f in families):
+        return ["::"] if families == [6] else ["0.0.0.0"]
+    from kpyops.proxy.ipvs.dataplane import local_addresses
+    from kpyops.proxy.ipvs.state import node_port_addresses
+
+    local = local_addresses(None, "kube-ipvs0")
+    out: list[str] = []
+    for family in families:
+        out += node_port_addresses(local, _node_port_cidrs(config, family), family)
+    return out
 
 
 def iptables_dataplane(
@@ -109,6 +126,9 @@ class ProxyDaemon:
         self.metrics = ProxyMetrics()
         self.health = ProxierHealth(2 * config.sync_period)
         self.dataplane = build_dataplane(config, iptables_backend)
+        self.service_health = ServiceHealthServers(
+            health_check_addresses(config), self.health.is_healthy
+        )
         self.proxier = Proxier(
             self.dataplane,
             hostname=config.hostname,
@@ -117,6 +137,7 @@ class ProxyDaemon:
             conntrack=ConntrackCleaner(),
             metrics=self.metrics,
             health=self.health,
+            service_health=self.service_health,
         )
         if source_dir:
             from kpyops.proxy.sources.directory import DirectorySource
@@ -149,6 +170,7 @@ class ProxyDaemon:
         self.stop_event.set()
         for server in self.servers:
             server.shutdown()
+        self.service_health.close_all()
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -54,6 +54,7 @@ class ServicePort:
     sticky_max_age_seconds: int = DEFAULT_STICKY_MAX_AGE_SECONDS
     external_policy_local: bool = False  # externalTrafficPolicy: Local
     internal_policy_local: bool = False  # internalTrafficPolicy: Local
+    topology_aware: bool = False  # the Service asks for topology-aware routing (hints)
 
     @property
     def has_external_addresses(self) -> bool:
@@ -77,6 +78,7 @@ class Endpoint:
     node_name: str | None = None
     zone: str | None = None
     is_local: bool = False  # node_name is this proxy's node
+    zone_hints: tuple[str, ...] = ()  # hints.forZones[].name
 
     @property
     def address(self) -> str:

@@ -23,6 +23,9 @@ LABEL_SERVICE_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
 LABEL_HEADLESS = "service.kubernetes.io/headless"
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 ANNOTATION_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+ANNOTATION_TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
+ANNOTATION_TOPOLOGY_HINTS = "service.kubernetes.io/topology-aware-hints"  # deprecated name
+TOPOLOGY_TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone")
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 
@@ -39,6 +42,21 @@ def is_proxied(obj: dict, proxy_name: str = "") -> bool:
         return False
     owner = labels.get(LABEL_SERVICE_PROXY_NAME)
     return owner is None or (bool(proxy_name) and owner == proxy_name)
+
+
+def needs_health_check(spec: dict) -> bool:
+    """kube-proxy's NeedsHealthCheck: a LoadBalancer with the Local external policy."""
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+def wants_topology(svc: dict) -> bool:
+    """The Service asks for topology-aware routing: the topology-mode annotation (or its
+    older name) set to anything but empty/disabled, or a zone trafficDistribution."""
+    annotations = (svc.get("metadata") or {}).get("annotations") or {}
+    mode = annotations.get(ANNOTATION_TOPOLOGY_MODE, annotations.get(ANNOTATION_TOPOLOGY_HINTS))
+    if mode not in (None, "", "disabled", "Disabled"):
+        return True
+    return (svc.get("spec") or {}).get("trafficDistribution") in TOPOLOGY_TRAFFIC_DISTRIBUTIONS
 
 
 def service_ports(svc: dict, proxy_name: str = "") -> dict[ServicePortName, ServicePort]:
@@ -59,6 +77,7 @@ def service_ports(svc: dict, proxy_name: str = "") -> dict[ServicePortName, Serv
     ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     lb_ips = tuple(i["ip"] for i in ingress if i.get("ip") and i.get("ipMode", "VIP") == "VIP")
     svc_type = spec.get("type") or "ClusterIP"
+    topology = wants_topology(svc)
     out = {}
     for port in spec.get("ports") or []:
         protocol = port.get("protocol") or TCP
@@ -74,11 +93,14 @@ def service_ports(svc: dict, proxy_name: str = "") -> dict[ServicePortName, Serv
             external_ips=tuple(spec.get("externalIPs") or ()),
             load_balancer_ips=lb_ips if svc_type == "LoadBalancer" else (),
             load_balancer_source_ranges=tuple(spec.get("loadBalancerSourceRanges") or ()),
-            health_check_node_port=int(spec.get("healthCheckNodePort") or 0),
+            health_check_node_port=int(spec.get("healthCheckNodePort") or 0)
+            if needs_health_check(spec)
+            else 0,
             session_affinity_client_ip=affinity,
             sticky_max_age_seconds=int(timeout),
             external_policy_local=spec.get("externalTrafficPolicy") == "Local",
             internal_policy_local=spec.get("internalTrafficPolicy") == "Local",
+            topology_aware=topology,
         )
     return out
 
@@ -135,6 +157,13 @@ def parse_endpoint_slice(obj: dict, hostname: str, proxy_name: str = "") -> Pars
                     node_name=node,
                     zone=ep.get("zone"),
                     is_local=bool(node) and node.lower() == hostname,
+                    zone_hints=tuple(
+                        sorted(
+                            z["name"]
+                            for z in (ep.get("hints") or {}).get("forZones") or []
+                            if z.get("name")
+                        )
+                    ),
                 )
             )
     trigger = _parse_time((meta.get("annotations") or {}).get(ANNOTATION_TRIGGER_TIME))

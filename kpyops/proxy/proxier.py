@@ -22,6 +22,11 @@ from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import Endpoint, ServicePort, ServicePortName
 from kpyops.proxy.runner import BoundedFrequencyRunner
+from kpyops.proxy.service_health import (
+    ServiceHealthServers,
+    local_ready_endpoints,
+    wanted_health_ports,
+)
 from kpyops.proxy.trackers import EndpointSliceTracker, ServiceChangeTracker
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ class Proxier:
         metrics: ProxyMetrics | None = None,
         health: ProxierHealth | None = None,
         proxy_name: str = "",
+        service_health: ServiceHealthServers | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dataplane = dataplane
@@ -50,6 +56,7 @@ class Proxier:
         self.metrics = metrics or ProxyMetrics()
         self.health = health or ProxierHealth(2 * sync_period)
         self.clock = clock
+        self.service_health = service_health
         self.services = ServiceChangeTracker(proxy_name)
         self.slices = EndpointSliceTracker(hostname, proxy_name)
         self.service_map: dict[ServicePortName, ServicePort] = {}
@@ -181,6 +188,10 @@ class Proxier:
             if wall >= trigger:
                 self.metrics.network_programming.observe(wall - trigger)
         self.health.updated()
+        if self.service_health is not None:
+            wanted = wanted_health_ports(self.service_map)
+            local = local_ready_endpoints(wanted, self.service_map, self.endpoints_map)
+            self.service_health.sync(wanted, local)
         self.last_result = result
         self.syncs += 1
         log.info(

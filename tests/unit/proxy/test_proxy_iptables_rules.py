@@ -184,3 +184,13 @@ def test_partial_sync_with_nothing_to_write_runs_no_restore():
     runs = len(fake.restores)
     result = dp.sync(*_maps(), set())
     assert not result.full and len(fake.restores) == runs
+
+
+def test_health_check_node_port_accepted_in_filter_nodeports():
+    hc = svc(node_port=30080, external_policy_local=True, health_check_node_port=31999)
+    out = service_rules(hc, EPS, OPTS)
+    assert out.filter_nodeports == [
+        '-A KUBE-NODEPORTS -m comment --comment "default/web:http/tcp health check node port" '
+        "-p tcp -m tcp --dport 31999 -j ACCEPT"
+    ]
+    assert service_rules(svc(node_port=30080), EPS, OPTS).filter_nodeports == []
