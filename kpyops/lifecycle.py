@@ -7,7 +7,6 @@ The CLI only parses arguments and prints; every step lives here so tests can cal
 from __future__ import annotations
 
 import difflib
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from kpyops.state.base import (
     ClusterNotFound,
     StateStore,
 )
+from kpyops.state.workdir import synced, workdir
 
 Progress = Callable[[str], None]
 KNOWN_HOSTS = "ssh/known_hosts"
@@ -53,12 +53,6 @@ def load_cluster(store: StateStore, name: str, *, completed: bool = True) -> Clu
     return loads(store.read_text(name, COMPLETED_SPEC if completed else SPEC))
 
 
-def workdir(store: StateStore, name: str) -> Path:
-    """A local folder holding the cluster's files for Ansible (the store's own, if local)."""
-    path = store.local_path(name)
-    return Path(path) if path else Path.home() / ".cache" / "kpyops" / "clusters" / name
-
-
 def inventory_files(store: StateStore, cluster: Cluster, cloud: Cloud | None = None) -> dict[str, str]:
     wd = workdir(store, cluster.name)
     hosts = cloud.inventory_hosts(cluster) if cloud and hasattr(cloud, "inventory_hosts") else None
@@ -69,17 +63,6 @@ def inventory_files(store: StateStore, cluster: Cluster, cloud: Cloud | None = N
         state_dir=str(wd),
         known_hosts_file=str(wd / KNOWN_HOSTS) if cluster.spec.cloud == "local" else None,
     )
-
-
-def materialize_secrets(store: StateStore, name: str) -> None:
-    """Copy the SSH key of a store without a local folder (S3) into the work folder, 0600."""
-    if store.local_path(name) is not None or not store.exists(name, SSH_KEY):
-        return
-    key = workdir(store, name) / SSH_KEY
-    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(store.read(name, SSH_KEY))
 
 
 def save(store: StateStore, user: Cluster, completed: Cluster) -> None:
@@ -130,8 +113,9 @@ def plan(store: StateStore, user: Cluster) -> Plan:
 
 def check_hosts(store: StateStore, name: str, *, on_task: Progress | None = None) -> PlaybookResult:
     """cluster.yml in check mode with diffs: what a converge would change on the hosts."""
-    inventory = workdir(store, name) / INVENTORY_DIR
-    return run_playbook("cluster.yml", str(inventory), check=True, diff=True, on_task=on_task)
+    with synced(store, name) as wd:
+        return run_playbook("cluster.yml", str(wd / INVENTORY_DIR), check=True, diff=True,
+                            on_task=on_task)
 
 
 def apply(store: StateStore, user: Cluster, progress: Progress, *, verbosity: int = 0,
@@ -146,11 +130,11 @@ def apply(store: StateStore, user: Cluster, progress: Progress, *, verbosity: in
         for ch in changes:
             if ch.kind == "container" and ch.action in ("create", "delete"):
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)  # a new machine, new facts
-        materialize_secrets(store, user.name)
-        inventory = write_inventory(store, user.name, inventory_files(store, completed, cloud))
-        progress(f"converging cluster.yml on {user.name}")
-        return run_playbook("cluster.yml", str(inventory), on_line=on_line, on_task=on_task,
-                            verbosity=verbosity, extra_vars=extra_vars)
+        write_inventory(store, user.name, inventory_files(store, completed, cloud))
+        with synced(store, user.name) as wd:
+            progress(f"converging cluster.yml on {user.name}")
+            return run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,
+                                on_task=on_task, verbosity=verbosity, extra_vars=extra_vars)
 
 
 def delete(store: StateStore, name: str, progress: Progress) -> list[Change]:

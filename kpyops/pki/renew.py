@@ -8,6 +8,7 @@ from pathlib import Path
 from kpyops.pki.inspect import CertInfo, list_certs
 from kpyops.run.ansible import PlaybookResult, run_playbook
 from kpyops.state.base import INVENTORY_DIR, PKI_DIR, ClusterNotFound, StateStore
+from kpyops.state.workdir import pull, synced, workdir
 
 WARN_DAYS = 30
 # The playbooks that rebuild the PKI folder and put renewed certificates in service (etcd
@@ -16,8 +17,8 @@ RENEW_PLAYBOOKS = ("playbooks/pki.yml", "playbooks/etcd.yml")
 
 
 def pki_dir(store: StateStore, name: str) -> Path:
-    from kpyops.lifecycle import workdir
-
+    """The cluster's PKI folder on this machine (pulled from the store first, if remote)."""
+    pull(store, name)
     path = workdir(store, name) / PKI_DIR
     if not any(path.rglob("*.crt")):
         raise ClusterNotFound(f"cluster {name!r} has no certificates yet in {path}: create it first")
@@ -50,11 +51,9 @@ def renew(store: StateStore, name: str, leaves: list[str], *,
           on_task: Callable[[str], None] | None = None,
           on_line: Callable[[str], None] | None = None) -> list[PlaybookResult]:
     """Renew ``leaves`` in the PKI folder and roll them out (pki.yml, then etcd.yml)."""
-    from kpyops.lifecycle import workdir
-
-    inventory = workdir(store, name) / INVENTORY_DIR
     results = []
-    with store.lock(name, purpose="renew certificates"):
+    with store.lock(name, purpose="renew certificates"), synced(store, name) as wd:
+        inventory = wd / INVENTORY_DIR
         for playbook in RENEW_PLAYBOOKS:
             extra = {"pki_force_renew": ",".join(leaves)} if playbook.endswith("pki.yml") and leaves else None
             results.append(run_playbook(playbook, str(inventory), extra_vars=extra,

@@ -14,8 +14,11 @@ from collections.abc import Iterator
 SPEC = "spec.yaml"  # the user's spec, as given
 COMPLETED_SPEC = "cluster-completed.yaml"  # every default filled
 INVENTORY_DIR = "inventory"  # rendered hosts.yml and group_vars/
-PKI_DIR = "pki"
-SSH_KEY = "ssh/id_ed25519"
+PKI_DIR = "pki"  # CAs, certificates and keys (written by the pki role on the control machine)
+SECRETS_DIR = "secrets"  # e.g. the encryption-at-rest key (control_plane role)
+BACKUPS_DIR = "backups"  # etcd snapshots copied off the hosts (etcd-backup.yml)
+SSH_DIR = "ssh"
+SSH_KEY = f"{SSH_DIR}/id_ed25519"
 
 
 class StateError(RuntimeError):

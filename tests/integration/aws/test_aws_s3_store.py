@@ -95,3 +95,33 @@ def test_doctor_checks_the_state_bucket(bucket):
     line = bucket_line(plain)
     assert line.startswith(f"FAIL state bucket: s3://{plain}: versioning is off, ")
     assert "public access is not fully blocked" in line or "no public access block" in line
+
+
+def test_work_folder_round_trip_keeps_pki_and_secrets_in_the_bucket(bucket, tmp_path, monkeypatch):
+    """What Ansible writes on the control machine (PKI, secrets, snapshots) reaches S3, and a
+    new control machine (an empty cache) gets it back before its first run."""
+    from pathlib import Path
+
+    from kpyops.state.workdir import pull, push, workdir
+
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path / "laptop-1"))
+    store = S3Store(f"s3://{bucket}/p")
+    store.write_text("c1", "spec.yaml", "kind: Cluster\n")
+    store.write_text("c1", "inventory/hosts.yml", "all: {}\n")
+    wd = workdir(store, "c1")
+    assert pull(store, "c1") == ["inventory/hosts.yml"]
+    (wd / "pki").mkdir()
+    (wd / "pki/ca.key").write_bytes(b"CA KEY")
+    (wd / "secrets").mkdir()
+    (wd / "secrets/encryption-at-rest-secretbox.key").write_bytes(b"AT REST")
+    assert push(store, "c1") == ["pki/ca.key", "secrets/encryption-at-rest-secretbox.key"]
+    head = boto3.client("s3").head_object(Bucket=bucket, Key="p/clusters/c1/pki/ca.key")
+    assert head["ServerSideEncryption"] == "AES256"
+
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path / "laptop-2"))
+    fresh = workdir(store, "c1")
+    assert fresh != wd and not fresh.exists()
+    pull(store, "c1")
+    assert (fresh / "pki/ca.key").read_bytes() == b"CA KEY"
+    assert (fresh / "secrets/encryption-at-rest-secretbox.key").read_bytes() == b"AT REST"
+    assert push(store, "c1") == []
