@@ -34,6 +34,26 @@ import click
     show_default=True,
     help="Which iptables to drive: the system's default, iptables-nft or iptables-legacy.",
 )
+@click.option(
+    "--node-zone",
+    default=None,
+    help="This node's topology zone (for topology hints); read from the Node object if unset "
+    "(API source only).",
+)
+@click.option(
+    "--node-ip",
+    "node_ips",
+    multiple=True,
+    help="This node's primary IP (repeat per family), for nodePortAddresses 'primary'; read "
+    "from the Node object if unset (API source only).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default="/var/lib/kpyops/proxy",
+    show_default=True,
+    help="Where the proxy remembers what it changed on the node (route_localnet).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def command(
     config_path: str,
@@ -41,11 +61,17 @@ def command(
     services_dir: str | None,
     poll_interval: float,
     iptables_backend: str,
+    node_zone: str | None,
+    node_ips: tuple[str, ...],
+    state_dir: str,
     log_level: str,
 ) -> None:
     """Run the service proxy on this node."""
+    from pathlib import Path
+
     from kpyops.proxy.config import ConfigError, load_config
     from kpyops.proxy.daemon import ProxyDaemon, cleanup_all
+    from kpyops.proxy.node import NodeInfo
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -55,16 +81,25 @@ def command(
     except ConfigError as err:
         raise click.ClickException(str(err)) from err
     if cleanup:
-        cleanup_all(config, iptables_backend)
+        cleanup_all(config, iptables_backend, Path(state_dir))
         click.echo("proxy rules removed")
         return
+    node = None
+    if node_zone is not None or node_ips:
+        node = NodeInfo(node_zone or "", tuple(node_ips))
+    elif services_dir:
+        node = NodeInfo()
     try:
         daemon = ProxyDaemon(
             config,
             source_dir=services_dir,
             poll_interval=poll_interval,
             iptables_backend=iptables_backend,
+            node=node,
+            state_dir=Path(state_dir),
         )
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
     except Exception as err:
         from kpyops.proxy.ipvs import IpvsUnavailable
 

@@ -120,12 +120,14 @@ class ProxyConfig:
     healthz_bind_address: str = "0.0.0.0:10256"
     metrics_bind_address: str = "127.0.0.1:10249"
     cluster_cidrs: tuple[str, ...] = ()
-    node_port_addresses: tuple[str, ...] = ()  # empty: all local addresses
+    node_port_addresses: tuple[str, ...] = ()  # empty: all local addresses; may hold keywords
     kubeconfig: str = ""
     config_sync_period: float = 900.0
     iptables: IptablesConfig = field(default_factory=IptablesConfig)
     ipvs: IpvsConfig = field(default_factory=IpvsConfig)
     conntrack: ConntrackConfig = field(default_factory=ConntrackConfig)
+    # Not from the file: this node's topology zone, from its Node object or --node-zone.
+    node_zone: str = ""
 
     @property
     def sync_period(self) -> float:
@@ -212,14 +214,24 @@ def _conntrack(data: dict) -> ConntrackConfig:
 
 
 def _node_port_addresses(values: list) -> tuple[str, ...]:
-    out = []
-    for value in values:
+    """CIDRs and the keywords of the reference (primary, localhost, all); ``all`` is ``()``.
+
+    Keywords are resolved against the node later (:mod:`kpyops.proxy.node`)."""
+    out: list[str] = []
+    for i, value in enumerate(values):
+        path = f"nodePortAddresses[{i}]"
         if value in config_fields.NODE_PORT_ADDRESS_KEYWORDS:
             if value == "all":
                 return ()
             out.append(value)
-        else:
-            out.extend(_cidrs([value], "nodePortAddresses"))
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(str(value), strict=False)))
+        except ValueError as err:
+            keywords = ", ".join(config_fields.NODE_PORT_ADDRESS_KEYWORDS)
+            raise ConfigError(
+                path, f"{value!r} is neither a CIDR nor one of the keywords {keywords}"
+            ) from err
     return tuple(out)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from kpyops.proxy.config import ProxyConfig
@@ -14,15 +15,20 @@ from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.iptables import IptablesDataplane
 from kpyops.proxy.iptables.commands import IptablesCommands
 from kpyops.proxy.iptables.rules import RuleOptions
+from kpyops.proxy.localnet import DEFAULT_STATE_DIR, enable_route_localnet, restore_route_localnet
 from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import ip_family
+from kpyops.proxy.node import (
+    NodeInfo,
+    fetch_node_info,
+    resolve_node_port_addresses,
+    with_bind_address,
+)
 from kpyops.proxy.proxier import Proxier
 from kpyops.proxy.servers import serve_healthz, serve_metrics
 from kpyops.proxy.service_health import ServiceHealthServers
 
 log = logging.getLogger(__name__)
-
-ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
 
 
 def proxy_families(config: ProxyConfig) -> list[int]:
@@ -31,13 +37,19 @@ def proxy_families(config: ProxyConfig) -> list[int]:
 
 
 def _node_port_cidrs(config: ProxyConfig, family: int) -> tuple[str, ...]:
-    out = []
-    for item in config.node_port_addresses:
-        if item == "localhost":
-            out.append("127.0.0.0/8" if family == 4 else "::1/128")
-        elif item != "primary" and ip_family(item) == family:
-            out.append(item)
-    return tuple(out)
+    """nodePortAddresses of one family (keywords already resolved: :func:`node_config`)."""
+    return tuple(c for c in config.node_port_addresses if ip_family(c) == family)
+
+
+def node_config(config: ProxyConfig, node: NodeInfo) -> ProxyConfig:
+    """``config`` completed with what is known of the node: nodePortAddresses keywords
+    resolved to CIDRs (ConfigError if ``primary`` has no IP to use), and the zone."""
+    node = with_bind_address(node, config.bind_address)
+    return replace(
+        config,
+        node_port_addresses=resolve_node_port_addresses(config.node_port_addresses, node),
+        node_zone=node.zone,
+    )
 
 
 def health_check_addresses(config: ProxyConfig) -> list[str]:
@@ -68,12 +80,15 @@ def iptables_dataplane(
             node_port_cidrs=_node_port_cidrs(config, family),
             localhost_node_ports=config.iptables.localhost_node_ports,
             tcp_be_liberal=config.conntrack.tcp_be_liberal,
+            zone=config.node_zone,
         ),
         IptablesCommands(family, backend),
     )
 
 
-def build_dataplane(config: ProxyConfig, iptables_backend: str = "system") -> Dataplane:
+def build_dataplane(
+    config: ProxyConfig, iptables_backend: str = "system", state_dir: Path = DEFAULT_STATE_DIR
+) -> Dataplane:
     """The dataplane of the configured mode; in ipvs mode, raises IpvsUnavailable if the
     kernel cannot do IPVS (the message says what is missing)."""
     if config.mode == "ipvs":
@@ -85,21 +100,15 @@ def build_dataplane(config: ProxyConfig, iptables_backend: str = "system") -> Da
     else:
         planes = [iptables_dataplane(config, f, iptables_backend) for f in proxy_families(config)]
         if 4 in proxy_families(config) and config.iptables.localhost_node_ports:
-            _enable_route_localnet()
+            enable_route_localnet(state_dir)
     return planes[0] if len(planes) == 1 else DualStackDataplane(planes)
 
 
-def _enable_route_localnet() -> None:
-    """NodePorts on 127.0.0.1 need route_localnet, as kube-proxy sets it."""
-    try:
-        if ROUTE_LOCALNET.read_text().strip() != "1":
-            ROUTE_LOCALNET.write_text("1\n")
-    except OSError as err:
-        log.warning("cannot set %s (localhost NodePorts will not work): %s", ROUTE_LOCALNET, err)
-
-
-def cleanup_all(config: ProxyConfig, iptables_backend: str = "system") -> None:
-    """``--cleanup``: remove what every mode creates (iptables mode, and IPVS where possible)."""
+def cleanup_all(
+    config: ProxyConfig, iptables_backend: str = "system", state_dir: Path = DEFAULT_STATE_DIR
+) -> None:
+    """``--cleanup``: remove what every mode creates (iptables mode, and IPVS where possible),
+    and put back route_localnet if the proxy changed it."""
     for family in proxy_families(config):
         iptables_dataplane(config, family, iptables_backend).cleanup()
     try:
@@ -109,6 +118,7 @@ def cleanup_all(config: ProxyConfig, iptables_backend: str = "system") -> None:
             IpvsDataplane(config, family).cleanup()
     except Exception as err:  # no IPVS in this kernel: nothing of it to clean
         log.info("IPVS cleanup skipped: %s", err)
+    restore_route_localnet(state_dir)
 
 
 class ProxyDaemon:
@@ -120,12 +130,21 @@ class ProxyDaemon:
         source_dir: str | None = None,
         poll_interval: float = 0.5,
         iptables_backend: str = "system",
+        node: NodeInfo | None = None,
+        state_dir: Path = DEFAULT_STATE_DIR,
     ) -> None:
+        client = None
+        if node is None and not source_dir:
+            from kpyops.proxy.sources.api import ApiClient
+
+            client = ApiClient.from_kubeconfig(config.kubeconfig or None)
+            node = fetch_node_info(lambda path: client.get_json(path, {}), config.hostname)
+        config = node_config(config, node or NodeInfo())
         self.config = config
         self.stop_event = threading.Event()
         self.metrics = ProxyMetrics()
         self.health = ProxierHealth(2 * config.sync_period)
-        self.dataplane = build_dataplane(config, iptables_backend)
+        self.dataplane = build_dataplane(config, iptables_backend, state_dir)
         self.service_health = ServiceHealthServers(
             health_check_addresses(config), self.health.is_healthy
         )
@@ -144,9 +163,10 @@ class ProxyDaemon:
 
             self.source = DirectorySource(source_dir, self.proxier, poll_interval)
         else:
-            from kpyops.proxy.sources.api import ApiSource
+            from kpyops.proxy.sources.api import ApiClient, ApiSource
 
-            self.source = ApiSource.from_kubeconfig(config.kubeconfig or None, self.proxier)
+            client = client or ApiClient.from_kubeconfig(config.kubeconfig or None)
+            self.source = ApiSource(client, self.proxier)
         self.servers = []
 
     def run(self) -> None:

@@ -141,7 +141,14 @@ class IpvsDataplane:
     # --- sync -----------------------------------------------------------------------------
     def desired(self, services: ServiceMap, endpoints: EndpointsMap) -> DesiredState:
         nodes = node_port_addresses(self._node_ips(), self.config.node_port_addresses, self.family)
-        return build_state(services, endpoints, self.family, self.config.ipvs.scheduler, nodes)
+        return build_state(
+            services,
+            endpoints,
+            self.family,
+            self.config.ipvs.scheduler,
+            nodes,
+            zone=self.config.node_zone,
+        )
 
     def sync(
         self,

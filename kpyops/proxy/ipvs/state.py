@@ -109,8 +109,9 @@ def build_state(
     family: int,
     scheduler: str,
     node_ips: Iterable[str],
+    zone: str = "",
 ) -> DesiredState:
-    """The desired IPVS, address and ipset state of one IP family."""
+    """The desired IPVS, address and ipset state of one IP family (on a node in ``zone``)."""
     state = DesiredState()
     node_ips = sorted(set(node_ips))
     for name in sorted(services):
@@ -121,7 +122,7 @@ def build_state(
         cluster_ip = _ip(cluster_ip)
         proto = svc.protocol
         eps = [ep for ep in endpoints.get(name, ()) if ep.family == family]
-        cat = categorize_endpoints(svc, eps)
+        cat = categorize_endpoints(svc, eps, zone)
         internal = _real_servers(cat.local if svc.internal_policy_local else cat.cluster)
         external = _real_servers(cat.local if svc.external_policy_local else cat.cluster)
 
