@@ -2,8 +2,13 @@
 
 Ready endpoints are used first; only when a set has no ready endpoint do serving-terminating
 endpoints take over (so connections still succeed during a rolling update). ``Local`` traffic
-policies restrict internal and/or external traffic to endpoints on this node. Topology hints
-are not implemented (every ready endpoint is eligible).
+policies restrict internal and/or external traffic to endpoints on this node.
+
+Topology-aware routing (zone hints) narrows the Cluster set to the endpoints hinted for this
+node's zone, when the Service asks for it (``ServicePort.topology_aware``: the topology-mode
+annotation or a zone ``trafficDistribution``), the node's zone is known, every ready endpoint
+carries a zone hint, and at least one is hinted for this zone; otherwise every ready endpoint
+is used. There is no topology in the serving-terminating fallback or the Local sets.
 """
 
 from __future__ import annotations
@@ -41,15 +46,30 @@ def _serving_terminating(ep: Endpoint) -> bool:
     return ep.serving and ep.terminating
 
 
-def categorize_endpoints(svc: ServicePort, endpoints: Iterable[Endpoint]) -> CategorizedEndpoints:
-    """Split ``endpoints`` of ``svc`` into the sets each traffic policy uses."""
+def uses_zone_hints(svc: ServicePort, endpoints: tuple[Endpoint, ...], zone: str) -> bool:
+    """kube-proxy's rule for using same-zone hints for ``svc`` on a node in ``zone``."""
+    if not svc.topology_aware or not zone:
+        return False
+    ready = [ep for ep in endpoints if ep.ready]
+    if not all(ep.zone_hints for ep in ready):
+        return False
+    return any(zone in ep.zone_hints for ep in ready)
+
+
+def categorize_endpoints(
+    svc: ServicePort, endpoints: Iterable[Endpoint], zone: str = ""
+) -> CategorizedEndpoints:
+    """Split ``endpoints`` of ``svc`` into the sets each traffic policy uses, on a node in
+    ``zone`` ("" if unknown: no topology-aware routing)."""
     eps = tuple(endpoints)
     cluster: tuple[Endpoint, ...] = ()
     local: tuple[Endpoint, ...] = ()
     has_any = False
+    topology = False
 
     if uses_cluster_endpoints(svc):
-        cluster = tuple(ep for ep in eps if ep.ready)
+        topology = uses_zone_hints(svc, eps, zone)
+        cluster = tuple(ep for ep in eps if ep.ready and (not topology or zone in ep.zone_hints))
         if not cluster:
             cluster = tuple(ep for ep in eps if _serving_terminating(ep))
         has_any = bool(cluster)

@@ -53,3 +53,64 @@ def test_external_local_policy_keeps_cluster_for_internal_traffic():
 def test_external_local_ignored_without_external_addresses():
     c = categorize_endpoints(svc(external_policy_local=True), [READY_LOCAL, READY_REMOTE])
     assert c.local == () and c.cluster == (READY_LOCAL, READY_REMOTE)
+
+
+A = Endpoint("10.1.0.1", 80, zone_hints=("zone-a",))
+B = Endpoint("10.1.0.2", 80, zone_hints=("zone-b",))
+AB = Endpoint("10.1.0.3", 80, zone_hints=("zone-a", "zone-b"))
+UNHINTED = Endpoint("10.1.0.4", 80)
+A_NOT_READY = Endpoint("10.1.0.5", 80, ready=False, serving=False, zone_hints=("zone-a",))
+
+
+def test_zone_hints_narrow_cluster_endpoints_when_the_service_asks():
+    c = categorize_endpoints(svc(topology_aware=True), [A, B, AB], zone="zone-a")
+    assert c.cluster == (A, AB) and c.all_reachable == (A, AB) and c.has_any
+    c = categorize_endpoints(svc(topology_aware=True), [A, B, AB], zone="zone-b")
+    assert c.cluster == (B, AB)
+
+
+def test_zone_hints_ignored_unless_every_condition_holds():
+    everyone = (A, B, AB)
+    assert categorize_endpoints(svc(), everyone, zone="zone-a").cluster == everyone  # not asked
+    asked = svc(topology_aware=True)
+    assert categorize_endpoints(asked, everyone, zone="").cluster == everyone  # zone unknown
+    with_unhinted = (A, B, UNHINTED)
+    assert categorize_endpoints(asked, with_unhinted, zone="zone-a").cluster == with_unhinted
+    assert categorize_endpoints(asked, (B,), zone="zone-a").cluster == (B,)  # none for zone-a
+    # Only ready endpoints count: an unhinted unready one does not disable hints ...
+    unready_unhinted = Endpoint("10.1.0.6", 80, ready=False, serving=False)
+    assert categorize_endpoints(asked, (A, B, unready_unhinted), zone="zone-a").cluster == (A,)
+    # ... and an unready endpoint of this zone does not make the zone usable.
+    assert categorize_endpoints(asked, (A_NOT_READY, B), zone="zone-a").cluster == (B,)
+
+
+def test_zone_hints_do_not_apply_to_local_policy_and_union_keeps_local():
+    local_b = Endpoint("10.1.0.7", 80, is_local=True, zone_hints=("zone-b",))
+    ext_local = svc(topology_aware=True, external_policy_local=True, node_port=30000)
+    c = categorize_endpoints(ext_local, (A, local_b), zone="zone-a")
+    assert c.cluster == (A,) and c.local == (local_b,)
+    assert set(c.all_reachable) == {A, local_b}
+
+
+def test_zone_hints_from_slice_and_service_request():
+    from kpyops.proxy import manifests as m
+    from kpyops.proxy.objects import parse_endpoint_slice, service_ports
+
+    ports = [{"name": "", "port": 80}]
+    ep = m.endpoint("10.1.0.1")
+    ep["hints"] = {"forZones": [{"name": "zone-b"}, {"name": "zone-a"}]}
+    parsed = parse_endpoint_slice(m.endpoint_slice("s", [ep], ports), "node1")
+    assert next(iter(parsed.endpoints.values()))[0].zone_hints == ("zone-a", "zone-b")
+
+    def asks(**kw):
+        annotations = kw.pop("annotations", None)
+        obj = m.service("s", "10.96.0.1", ports, **kw)
+        if annotations:
+            obj["metadata"]["annotations"] = annotations
+        return next(iter(service_ports(obj).values())).topology_aware
+
+    mode = "service.kubernetes.io/topology-mode"
+    assert asks(annotations={mode: "Auto"}) and asks(trafficDistribution="PreferClose")
+    assert asks(trafficDistribution="PreferSameZone")
+    assert not asks() and not asks(annotations={mode: "Disabled"})
+    assert not asks(trafficDistribution="PreferSameNode")

@@ -194,3 +194,24 @@ def test_health_check_node_port_accepted_in_filter_nodeports():
         "-p tcp -m tcp --dport 31999 -j ACCEPT"
     ]
     assert service_rules(svc(node_port=30080), EPS, OPTS).filter_nodeports == []
+
+
+def test_zone_hints_select_the_sep_jumps_of_this_zone():
+    zones = ("zone-a", "zone-b", "zone-a", "zone-b")
+    hinted = tuple(
+        Endpoint(f"10.0.0.{i}", 8080, node_name="n2", zone_hints=(z,))
+        for i, z in enumerate(zones, 1)
+    )
+    chain = c.service_chain(c.SVC_PREFIX, SPN)
+    opts = RuleOptions(cluster_cidrs=("10.244.0.0/16",), zone="zone-b")
+    jumps = [
+        r
+        for r in service_rules(svc(topology_aware=True), hinted, opts).chains[chain]
+        if "-j KUBE-SEP-" in r
+    ]
+    assert [j.split("-j ")[-1] for j in jumps] == [
+        c.endpoint_chain(SPN, hinted[1]),
+        c.endpoint_chain(SPN, hinted[3]),
+    ]
+    everyone = service_rules(svc(), hinted, opts).chains[chain]
+    assert sum("-j KUBE-SEP-" in r for r in everyone) == 4
