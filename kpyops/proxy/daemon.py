@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from dataclasses import replace
@@ -86,6 +87,16 @@ def iptables_dataplane(
     )
 
 
+def localhost_node_ports(config: ProxyConfig) -> bool:
+    """NodePorts answer on 127.0.0.1 (so route_localnet is needed), as kube-proxy decides:
+    iptables.localhostNodePorts, IPv4, and nodePortAddresses all or including loopback."""
+    if 4 not in proxy_families(config) or not config.iptables.localhost_node_ports:
+        return False
+    cidrs = _node_port_cidrs(config, 4)
+    loopback = ipaddress.ip_network("127.0.0.0/8")
+    return not cidrs or any(ipaddress.ip_network(c).overlaps(loopback) for c in cidrs)
+
+
 def build_dataplane(
     config: ProxyConfig, iptables_backend: str = "system", state_dir: Path = DEFAULT_STATE_DIR
 ) -> Dataplane:
@@ -99,7 +110,7 @@ def build_dataplane(
         ]
     else:
         planes = [iptables_dataplane(config, f, iptables_backend) for f in proxy_families(config)]
-        if 4 in proxy_families(config) and config.iptables.localhost_node_ports:
+        if localhost_node_ports(config):
             enable_route_localnet(state_dir)
     return planes[0] if len(planes) == 1 else DualStackDataplane(planes)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kpyops.proxy.config import ConfigError, config_from_dict
-from kpyops.proxy.daemon import iptables_dataplane, node_config
+from kpyops.proxy.daemon import iptables_dataplane, localhost_node_ports, node_config
 from kpyops.proxy.localnet import STATE_FILE, enable_route_localnet, restore_route_localnet
 from kpyops.proxy.node import (
     NodeInfo,
@@ -108,3 +108,14 @@ def test_route_localnet_already_on_is_left_alone(tmp_path):
     assert not (tmp_path / "state").exists()
     assert restore_route_localnet(tmp_path / "state", sysctl) is None
     assert sysctl.read_text() == "1\n"
+
+
+def test_route_localnet_only_when_node_ports_answer_on_localhost():
+    def wants(**fields):
+        return localhost_node_ports(node_config(cfg(**fields), NodeInfo("", ("10.0.0.5",))))
+
+    assert wants() and wants(nodePortAddresses=["primary", "localhost"])
+    assert wants(nodePortAddresses=["127.0.0.1/32"])
+    assert not wants(nodePortAddresses=["primary"])
+    assert not wants(iptables={"localhostNodePorts": False})
+    assert not wants(clusterCIDR="fd00:244::/64")
