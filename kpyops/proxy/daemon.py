@@ -54,19 +54,20 @@ def node_config(config: ProxyConfig, node: NodeInfo) -> ProxyConfig:
 
 
 def health_check_addresses(config: ProxyConfig) -> list[str]:
-    """Where health-check node ports listen: every address (IPv4 "any", plus IPv6 "any" on
+    """Where health-check node ports listen: every address (IPv4 "any", or IPv6 "any" on
     IPv6-only clusters), or this node's addresses inside the nodePortAddresses CIDRs."""
     families = proxy_families(config)
-    if not any(_node_port_cidrs(config, f) for f in families):
+    nets = [ipaddress.ip_network(c) for f in families for c in _node_port_cidrs(config, f)]
+    if not nets:
         return ["::"] if families == [6] else ["0.0.0.0"]
     from kpyops.proxy.ipvs.dataplane import local_addresses
-    from kpyops.proxy.ipvs.state import node_port_addresses
 
-    local = local_addresses(None, "kube-ipvs0")
-    out: list[str] = []
-    for family in families:
-        out += node_port_addresses(local, _node_port_cidrs(config, family), family)
-    return out
+    return [
+        addr
+        for addr in local_addresses(None, "kube-ipvs0")
+        if any(ipaddress.ip_address(addr) in n for n in nets)
+        and not ipaddress.ip_address(addr).is_link_local
+    ]
 
 
 def iptables_dataplane(

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from kpyops.proxy.config import ConfigError, config_from_dict
-from kpyops.proxy.daemon import iptables_dataplane, localhost_node_ports, node_config
+from kpyops.proxy.daemon import (
+    health_check_addresses,
+    iptables_dataplane,
+    localhost_node_ports,
+    node_config,
+)
 from kpyops.proxy.localnet import STATE_FILE, enable_route_localnet, restore_route_localnet
 from kpyops.proxy.node import (
     NodeInfo,
@@ -119,3 +124,15 @@ def test_route_localnet_only_when_node_ports_answer_on_localhost():
     assert not wants(nodePortAddresses=["primary"])
     assert not wants(iptables={"localhostNodePorts": False})
     assert not wants(clusterCIDR="fd00:244::/64")
+
+
+def test_health_check_servers_listen_where_node_ports_answer(monkeypatch):
+    import kpyops.proxy.ipvs.dataplane as ipvs_dataplane
+
+    local = ["10.0.0.5", "127.0.0.1", "192.168.1.9", "fe80::1", "fd00::5"]
+    monkeypatch.setattr(ipvs_dataplane, "local_addresses", lambda netns, exclude: local)
+    assert health_check_addresses(node_config(cfg(), NodeInfo())) == ["0.0.0.0"]
+    primary = node_config(
+        cfg(nodePortAddresses=["primary", "localhost"]), NodeInfo("", ("10.0.0.5",))
+    )
+    assert health_check_addresses(primary) == ["10.0.0.5", "127.0.0.1"]
