@@ -46,6 +46,17 @@ def test_group_vars_come_from_the_spec():
     assert hosts["kernel_modules_load"] is False and hosts["bootstrap_swapoff"] is False
 
 
+def test_local_cloud_writes_kubelet_files_without_starting_it():
+    local = rendered(base(cloud="local"))["group_vars/all/cloud.yml"]
+    assert local["kubelet_start"] is False and local["kube_binaries_skip_download"] is True
+    # elsewhere the role defaults hold: binaries fetched, kubelet started
+    metal = rendered(base(cloud="baremetal",
+                          controlPlane={"hosts": [{"name": "cp", "address": "192.0.2.10"}]},
+                          nodeGroups=[{"name": "w", "hosts": [{"name": "w1", "address": "192.0.2.30"}]}]))
+    assert "kubelet_start" not in (metal["group_vars/all/cloud.yml"] or {})
+    assert metal["group_vars/all/cloud.yml"]["kpyops_kubernetes_binaries"] is True
+
+
 def test_dedicated_etcd_hosts_and_bastion():
     data = base(cloud="baremetal",
                 controlPlane={"hosts": [{"name": "cp", "address": "192.0.2.10"}]},
