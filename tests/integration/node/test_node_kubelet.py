@@ -16,9 +16,9 @@ from nodelab import ROOT, Lab, install_fake_kubelet, podman_ready
 pytestmark = pytest.mark.integration
 
 PLAYBOOK = ROOT / "playbooks/kubelet.yml"
-# the local cloud has no Kubernetes binaries (kpyops_kubernetes_binaries false skips
-# kubelet); these hosts have the kubelet test double, so the kubelet play runs for real
-SKIP = {"kube_binaries_skip_download": True, "kpyops_kubernetes_binaries": True}
+# the local cloud has no Kubernetes binaries (kubelet_start false: files only); these hosts
+# have the kubelet test double, so kubelet is started and checked for real
+SKIP = {"kube_binaries_skip_download": True, "kpyops_kubernetes_binaries": True, "kubelet_start": True}
 NODES = ["kpckl-work-1", "kpckl-work-2"]
 SPEC = {
     "metadata": {"name": "kpckl"},
@@ -42,8 +42,8 @@ def lab(tmp_path_factory):
     lab.destroy()
 
 
-def run(lab: Lab, **extra):
-    return lab.playbook(PLAYBOOK, limit=",".join(NODES), extra_vars={**SKIP, **extra})
+def run(lab: Lab, *args: str, **extra):
+    return lab.playbook(PLAYBOOK, *args, limit=",".join(NODES), extra_vars={**SKIP, **extra})
 
 
 def set_work_kubelet(lab: Lab, **settings) -> None:
@@ -157,3 +157,45 @@ def test_5_fixed_spec_converges_again(lab):
         assert active(lab, host)["evictionHard"]["memory.available"] == "200Mi"
         assert lab.sh(host, "curl -s http://127.0.0.1:10248/healthz") == "ok"
     run(lab).assert_no_change()
+
+
+def test_6_without_start_files_are_written_but_kubelet_is_left_alone(lab):
+    """kubelet_start false (the local cloud's setting): a CPU-manager switch back to none
+    still writes the configuration, keeps last-known-good and removes the old checkpoint,
+    but kubelet is not stopped, restarted or drained; check mode shows exactly that."""
+    pids = {h: lab.sh(h, "systemctl show -p MainPID --value kubelet").strip() for h in NODES}
+    assert all(pid != "0" for pid in pids.values())
+    config_sum = {h: lab.sh(h, "sha256sum /var/lib/kubelet/config.yaml") for h in NODES}
+    assert {checkpoint(lab, h) for h in NODES} == {"static"}
+    set_work_kubelet(lab, cpuManagerPolicy="none", reservedSystemCPUs=None)
+
+    plan = run(lab, "--check", "--diff", kubelet_start=False)
+    plan.assert_ok()
+    assert "-cpuManagerPolicy: static" in plan.output and "+cpuManagerPolicy: none" in plan.output
+    planned = {(t, h) for t, h, st in plan.events() if st == "changed"}
+    for host in NODES:
+        assert f"SKIPPED: kubelet not started on {host}: " in plan.output
+        assert ("Rollout | Make the assigned configuration active", host) in planned
+        assert ("Rollout | Remove the CPU manager's checkpoint of the old policy", host) in planned
+        # check mode touched nothing
+        assert lab.sh(host, "sha256sum /var/lib/kubelet/config.yaml") == config_sum[host]
+        assert checkpoint(lab, host) == "static"
+    assert not [t for t, _h in planned if "kubelet" in t.lower() and "start" in t.lower()]
+
+    r = run(lab, kubelet_start=False)
+    r.assert_ok()
+    ran = {(t, st) for t, _h, st in r.events()}
+    for task in ("Rollout | Stop kubelet for the CPU-manager policy switch",
+                 "Rollout | Restart kubelet with the new configuration",
+                 "Rollout | Drain the node before a CPU-manager policy switch",
+                 "Rollout | Wait for kubelet to report healthy", "Files | Enable kubelet"):
+        assert not {(task, st) for st in ("changed", "ok", "included")} & ran, task
+    for host in NODES:
+        assert active(lab, host)["cpuManagerPolicy"] == "none"
+        assert active(lab, host, "last-known-good.yaml")["cpuManagerPolicy"] == "static"
+        assert lab.sh(host, "test -e /var/lib/kubelet/cpu_manager_state && echo present || echo gone"
+                      ).strip() == "gone"
+        assert lab.stat(host, "/var/lib/kubelet/config.yaml") == ("600", "root:root")
+        # the running kubelet was not restarted
+        assert lab.sh(host, "systemctl show -p MainPID --value kubelet").strip() == pids[host]
+    run(lab, kubelet_start=False).assert_no_change()
