@@ -99,7 +99,7 @@ class LocalCloud(Cloud):
                 self._remove_host(ch.name)
         wanted = self._wanted(cluster)
         for name, ip in wanted.items():
-            self._wait_booted(name, ip)
+            wait_booted(self.podman, name, ip)
             self._authorize(name, pubkey)
         self._record_host_keys(cluster, wanted)
         return changes
@@ -122,20 +122,9 @@ class LocalCloud(Cloud):
         if etcd.url is None:
             self.progress(f"building etcd {etcd.version} for the files repository from Debian's packages")
             ensure_etcd(etcd.version)
-        self.podman.remove_container(name)
         self.progress(f"starting files repository {name} ({ip}:{PORT})")
-        self.podman.run([
-            "run", "--detach", "--name", name, "--hostname", name, f"--runtime={RUNTIME}",
-            *[a for u in ULIMITS for a in ("--ulimit", u)],
-            "--network", net, "--ip", ip, "--label", f"{LABEL}={cluster.name}",
-            "--volume", f"{FILES_DIR}:/srv:ro", "--read-only",
-            image, "python3", "-m", "http.server", "--directory", "/srv", str(PORT),
-        ])
-        deadline = time.monotonic() + 30
-        while not _port_open(ip, PORT):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"files repository {name} did not answer on {ip}:{PORT}")
-            time.sleep(0.3)
+        start_files_server(self.podman, name=name, ip=ip, image=image, network=net,
+                           labels={LABEL: cluster.name})
 
     def _remove_host(self, name: str) -> None:
         """Remove a host and end Ansible's persistent SSH connection to its address, so a
@@ -147,18 +136,6 @@ class LocalCloud(Cloud):
         for ip in info:
             subprocess.run(["ssh", "-o", f"ControlPath={CONTROL_PATH}", "-O", "exit", f"root@{ip}"],
                            capture_output=True, timeout=10)
-
-    def _wait_booted(self, name: str, ip: str) -> None:
-        deadline = time.monotonic() + BOOT_TIMEOUT_S
-        state = ""
-        while time.monotonic() < deadline:
-            state = self.podman.exec(
-                name, ["systemctl", "is-system-running"], check=False
-            ).strip()
-            if state in ("running", "degraded") and _port_open(ip, 22):
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"host {name} did not boot within {BOOT_TIMEOUT_S}s (systemd: {state!r})")
 
     def _authorize(self, name: str, pubkey: str) -> None:
         self.podman.exec(name, ["sh", "-c",
@@ -172,6 +149,36 @@ class LocalCloud(Cloud):
             key = self.podman.exec(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
             lines.append(f"{name},{ip} {key[0]} {key[1]}")
         self.store.write_text(cluster.name, KNOWN_HOSTS, "\n".join(lines) + "\n")
+
+
+def start_files_server(podman: Podman, *, name: str, ip: str, image: str, network: str,
+                       labels: dict[str, str], files_dir: Path = FILES_DIR) -> None:
+    """A files repository: files_dir served read-only over HTTP on ip:PORT, once it answers."""
+    podman.remove_container(name)
+    podman.run([
+        "run", "--detach", "--name", name, "--hostname", name, f"--runtime={RUNTIME}",
+        *[a for u in ULIMITS for a in ("--ulimit", u)],
+        "--network", network, "--ip", ip, *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")],
+        "--volume", f"{files_dir}:/srv:ro", "--read-only",
+        image, "python3", "-m", "http.server", "--directory", "/srv", str(PORT),
+    ])
+    deadline = time.monotonic() + 30
+    while not _port_open(ip, PORT):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"files repository {name} did not answer on {ip}:{PORT}")
+        time.sleep(0.3)
+
+
+def wait_booted(podman: Podman, name: str, ip: str, timeout: float = BOOT_TIMEOUT_S) -> None:
+    """Wait for a host's systemd to be up (running or degraded) and its sshd to answer."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = podman.exec(name, ["systemctl", "is-system-running"], check=False).strip()
+        if state in ("running", "degraded") and _port_open(ip, 22):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"host {name} did not boot within {timeout}s (systemd: {state!r})")
 
 
 def files_host(cluster: Cluster) -> tuple[str, str] | None:

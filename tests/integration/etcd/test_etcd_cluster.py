@@ -12,7 +12,7 @@ import json
 import time
 
 import pytest
-from etcdlab import EtcdLab, lab_ready
+from etcdlab import EtcdLab
 
 from kpyops.pki import x509 as px
 
@@ -23,13 +23,8 @@ CONVERGE = ("playbooks/pki.yml", "playbooks/etcd.yml")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    why = lab_ready()
-    if why:
-        pytest.skip(why)
-    lab = EtcdLab("kpe-etcd", tmp_path_factory.mktemp("etcd"), "10.213.249.0/24")
-    lab.create()
-    yield lab
-    lab.destroy()
+    with EtcdLab.running("kpe-etcd", tmp_path_factory.mktemp("etcd"), "10.213.249.0/24") as lab:
+        yield lab
 
 
 def converge(lab: EtcdLab) -> list:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from nodelab import ROOT, Lab, podman_ready
+from nodelab import ROOT, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +43,10 @@ srv.serve_forever()
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    why = podman_ready()
-    if why:
-        pytest.skip(why)
-    lab = Lab(SPEC, tmp_path_factory.mktemp("api-lb"))
-    lab.create()
-    for cp in CPS:
-        start_fake(lab, cp)
-    yield lab
-    lab.destroy()
+    with Lab.running(SPEC, tmp_path_factory.mktemp("api-lb")) as lab:
+        for cp in CPS:
+            start_fake(lab, cp)
+        yield lab
 
 
 def start_fake(lab: Lab, cp: str) -> None:

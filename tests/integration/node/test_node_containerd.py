@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nodelab import ROOT, Lab, podman_ready
+from nodelab import ROOT, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,8 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    why = podman_ready()
-    if why:
-        pytest.skip(why)
-    lab = Lab(SPEC, tmp_path_factory.mktemp("containerd"))
-    lab.create(only=["kpcrt-node-1"])
-    yield lab
-    lab.destroy()
+    with Lab.running(SPEC, tmp_path_factory.mktemp("containerd"), only=["kpcrt-node-1"]) as lab:
+        yield lab
 
 
 def test_containerd_converges_runs_and_is_idempotent(lab):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from nodelab import ROOT, Lab, podman_ready
+from nodelab import ROOT, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -45,18 +45,13 @@ CIS_FILES = {
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    why = podman_ready()
-    if why:
-        pytest.skip(why)
-    lab = Lab(SPEC, tmp_path_factory.mktemp("control-plane"))
-    lab.create()
-    # the first converge and its re-run (verbose, to show no secret leaks), shared by the tests
-    lab.first = run(lab)
-    lab.key_after_first = key_file(lab).read_bytes() if key_file(lab).exists() else b""
-    lab.second = lab.playbook(PLAYBOOK, "-v", extra_vars=NO_WAIT)
-    lab.key_after_second = key_file(lab).read_bytes() if key_file(lab).exists() else b""
-    yield lab
-    lab.destroy()
+    with Lab.running(SPEC, tmp_path_factory.mktemp("control-plane")) as lab:
+        # the first converge and its re-run (verbose, to show no secret leaks), shared by the tests
+        lab.first = run(lab)
+        lab.key_after_first = key_file(lab).read_bytes() if key_file(lab).exists() else b""
+        lab.second = lab.playbook(PLAYBOOK, "-v", extra_vars=NO_WAIT)
+        lab.key_after_second = key_file(lab).read_bytes() if key_file(lab).exists() else b""
+        yield lab
 
 
 def run(lab: Lab, *args):

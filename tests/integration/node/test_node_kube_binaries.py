@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from nodelab import ROOT, Lab, podman_ready
+from nodelab import ROOT, Lab
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +27,11 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    why = podman_ready()
-    if why:
-        pytest.skip(why)
-    lab = Lab(SPEC, tmp_path_factory.mktemp("kube-binaries"))
-    lab.create(only=[HOST])
-    lab.sh(HOST, "mkdir -p /srv/files")
-    lab.sh(HOST, f"cat > /srv/files/kubelet <<'EOF'\n{PAYLOAD.decode()}EOF")
-    lab.sh(HOST, "systemd-run --unit files python3 -m http.server 8000 --bind 127.0.0.1 --directory /srv/files")
-    yield lab
-    lab.destroy()
+    with Lab.running(SPEC, tmp_path_factory.mktemp("kube-binaries"), only=[HOST]) as lab:
+        lab.sh(HOST, "mkdir -p /srv/files")
+        lab.sh(HOST, f"cat > /srv/files/kubelet <<'EOF'\n{PAYLOAD.decode()}EOF")
+        lab.sh(HOST, "systemd-run --unit files python3 -m http.server 8000 --bind 127.0.0.1 --directory /srv/files")
+        yield lab
 
 
 def with_artifact(lab: Lab, sha256: str) -> None:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import yaml
-from nodelab import ROOT, Lab, install_fake_kubelet, podman_ready
+from nodelab import ROOT, Lab, install_fake_kubelet
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,9 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    why = podman_ready()
-    if why:
-        pytest.skip(why)
-    lab = Lab(SPEC, tmp_path_factory.mktemp("kubelet"))
-    lab.create()
-    install_fake_kubelet(lab, NODES)
-    yield lab
-    lab.destroy()
+    with Lab.running(SPEC, tmp_path_factory.mktemp("kubelet")) as lab:
+        install_fake_kubelet(lab, NODES)
+        yield lab
 
 
 def run(lab: Lab, *args: str, **extra):
