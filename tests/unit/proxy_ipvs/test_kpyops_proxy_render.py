@@ -115,8 +115,14 @@ def test_unit_is_hardened_and_keeps_net_sysctls_writable():
     assert "ProtectSystem=strict" in lines
     assert not any(line.startswith("ProtectKernelTunables") for line in lines)
     assert "--services-dir" not in unit
-    unit = renderer(spec(), kpyops_proxy_services_dir="/srv/svc").render("kpyops-proxy.service.j2")
+    assert "--node-ip" not in unit  # API mode: the proxy reads its Node object
+    # the state folder (route_localnet's old value) stays writable under ProtectSystem=strict
+    assert "  --state-dir=/var/lib/kpyops/proxy \\" in lines
+    assert "StateDirectory=kpyops/proxy" in lines and "StateDirectoryMode=0700" in lines
+    unit = renderer(spec(), kpyops_proxy_services_dir="/srv/svc", kpyops_proxy_node_ip="10.0.0.7",
+                    kpyops_proxy_node_zone="zone-a").render("kpyops-proxy.service.j2")
     assert "--services-dir=/srv/svc" in unit
+    assert "--node-ip=10.0.0.7" in unit and "--node-zone=zone-a" in unit
 
 
 def test_argument_specs_match_defaults_and_spec_variables():
