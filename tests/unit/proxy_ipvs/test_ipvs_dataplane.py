@@ -53,6 +53,16 @@ class FakeDevice:
         self.addrs = (self.addrs | new) - stale
         return len(new), len(stale)
 
+    def bind(self, addresses):
+        new = set(addresses) - self.addrs
+        self.addrs |= new
+        return len(new)
+
+    def unbind(self, addresses):
+        stale = set(addresses) & self.addrs
+        self.addrs -= stale
+        return len(stale)
+
     def delete(self):
         self.present = False
         self.addrs.clear()
