@@ -119,7 +119,13 @@ class StateAggregate:
         self.members.clear()
         self.bound.clear()
         self.claims.clear()
-        self.replace(dict(parts))
+        for name, part in parts:  # no delta to track: counting only
+            self.parts[name] = part
+            for spec, members in part.ipsets.items():
+                self.members.setdefault(spec, Counter()).update(members)
+            self.bound.update(part.bound)
+            for key in part.servers:
+                self.claims.setdefault(key, set()).add(name)
 
 
 def _count(counts: Counter[str], item: str, step: int) -> None:
