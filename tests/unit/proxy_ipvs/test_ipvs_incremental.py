@@ -151,9 +151,11 @@ def test_partial_syncs_match_a_full_sync(seed):
     for _ in range(25):
         if rng.random() < 0.05:  # a node address changes; the periodic sync notices
             node.nodes = list(NODES_B if node.nodes == NODES_A else NODES_A)
-            changed: set = set()
+            changed: set | None = set()
         else:
             changed = step(rng, services, endpoints)
+            if rng.random() < 0.05:
+                changed = None  # the hourly full sync, between partial ones
         before_calls, before_requests = len(node.tools.calls), len(node.kernel.requests)
         result = node.dp.sync(services, endpoints, changed)
         if not result.full:
