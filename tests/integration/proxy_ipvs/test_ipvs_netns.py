@@ -343,3 +343,12 @@ def test_partial_syncs_leave_what_a_full_sync_would_leave(netns):
     assert full.details["ipset_added"] == full.details["ipset_deleted"] == 0
     assert full.details["addresses_bound"] == full.details["addresses_unbound"] == 0
     assert (state(netns), sh(netns, *addresses)) == partial
+
+
+def test_binding_a_bound_address_or_unbinding_an_absent_one_is_harmless(netns):
+    device = IpvsDevice(name="kpb-ipvs0", netns=netns, kind="bridge")
+    device.ensure()
+    assert device.bind(["10.96.5.1", "10.96.5.2"]) == 2
+    assert device.bind(["10.96.5.2"]) == 0
+    assert device.unbind(["10.96.5.1", "10.96.5.9"]) == 1
+    assert device.addresses() == {"10.96.5.2"}
