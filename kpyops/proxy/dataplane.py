@@ -17,8 +17,8 @@ How to implement a dataplane (e.g. ``kpyops.proxy.ipvs.IpvsDataplane``):
 - ``changed`` is the set of service port names whose service or endpoints changed since the
   previous *successful* sync, or ``None`` when the loop asks for a full resync (start-up,
   periodic, after a failure or a failed canary check). A dataplane may ignore ``changed`` and
-  always reconcile everything (IPVS does, as kube-proxy's does); it must never program less
-  than ``services``/``endpoints`` describe.
+  always reconcile everything; it must never program less than ``services``/``endpoints``
+  describe.
 - Return a :class:`SyncResult`. Raise :class:`DataplaneError` if the kernel refused the
   change; the loop then retries with a full sync after ``syncPeriod``.
 - ``cleanup()`` removes everything this dataplane type could have created (chains, ipsets,

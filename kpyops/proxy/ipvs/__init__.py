@@ -8,6 +8,8 @@ Layers, each usable and testable alone:
 - :mod:`.ipset`: kube-proxy's ipsets, reconciled in one ``ipset restore`` batch.
 - :mod:`.rules`: the constant-size iptables chains matching those sets.
 - :mod:`.state`: services and endpoints -> desired state (pure).
+- :mod:`.aggregate`: that state kept per service port, with a reference-counted union, so
+  partial syncs apply only the difference the changed service ports make.
 - :mod:`.capability`: does this kernel support IPVS mode, and if not, why.
 - :mod:`.dataplane`: :class:`IpvsDataplane`, the ``Dataplane`` the sync loop drives.
 """

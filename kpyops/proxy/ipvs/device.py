@@ -7,6 +7,7 @@ addresses are local, but the interface never answers ARP for them.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -93,6 +94,33 @@ class IpvsDevice:
             for addr in stale:
                 ipr.addr("del", index=index, address=addr, prefixlen=_prefixlen(addr))
         return len(want - have), len(stale)
+
+    def bind(self, addresses: Iterable[str]) -> int:
+        """Bind these addresses, without listing the others (partial syncs); returns how many
+        were new. One already bound is not an error."""
+        return self._change("add", addresses, errno.EEXIST)
+
+    def unbind(self, addresses: Iterable[str]) -> int:
+        """Unbind these addresses; returns how many were bound. One not bound is not an error."""
+        return self._change("del", addresses, errno.EADDRNOTAVAIL)
+
+    def _change(self, command: str, addresses: Iterable[str], harmless: int) -> int:
+        todo = sorted({str(ipaddress.ip_address(a)) for a in addresses})
+        if not todo:
+            return 0
+        done = 0
+        with self._ipr() as ipr:
+            index = self._index(ipr)
+            if index is None:
+                raise DataplaneError(f"interface {self.name} does not exist")
+            for addr in todo:
+                try:
+                    ipr.addr(command, index=index, address=addr, prefixlen=_prefixlen(addr))
+                    done += 1
+                except NetlinkError as err:
+                    if err.code != harmless:
+                        raise DataplaneError(f"{command} {addr} on {self.name}: {err}") from err
+        return done
 
     def delete(self) -> None:
         """Remove the interface and with it every bound address; no-op if absent."""

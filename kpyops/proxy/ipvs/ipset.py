@@ -3,7 +3,9 @@
 The iptables rules of IPVS mode are constant-size: they match these sets, and a sync only
 changes set members. Each sync reads the current members of *our* sets (``ipset save``),
 diffs them with the desired members and sends every create/add/del in one
-``ipset -exist restore``. Cleanup destroys our sets and nothing else.
+``ipset -exist restore``. Partial syncs know what changed and skip the save: they send
+only the members to add and delete (:meth:`IpsetManager.apply_delta`), in one batch too.
+Cleanup destroys our sets and nothing else.
 """
 
 from __future__ import annotations
@@ -148,6 +150,29 @@ def restore_script(
     return ("\n".join(lines) + "\n" if lines else ""), adds, dels
 
 
+def delta_script(
+    family: int,
+    added: Mapping[SetSpec, Iterable[str]],
+    deleted: Mapping[SetSpec, Iterable[str]],
+) -> tuple[str, int, int]:
+    """The ``ipset -exist restore`` input adding and deleting these members: (text, adds, dels).
+
+    The sets exist already (the last full sync created them); ``-exist`` makes adding a
+    present member or deleting an absent one a no-op, so a retry is harmless.
+    """
+    lines: list[str] = []
+    adds = dels = 0
+    for spec in ALL_SETS:
+        name = spec.name_for(family)
+        for member in sorted(deleted.get(spec, ())):
+            lines.append(f"del {name} {member}")
+            dels += 1
+        for member in sorted(added.get(spec, ())):
+            lines.append(f"add {name} {member}")
+            adds += 1
+    return ("\n".join(lines) + "\n" if lines else ""), adds, dels
+
+
 class IpsetManager:
     """Reads and writes our ipsets through the ``ipset`` tool."""
 
@@ -164,6 +189,17 @@ class IpsetManager:
     def apply(self, desired: Mapping[SetSpec, set[str]]) -> tuple[int, int]:
         """Reconcile our sets with ``desired`` in one batch; returns (added, deleted)."""
         script, adds, dels = restore_script(self.family, desired, self.current())
+        if script:
+            self.runner.run(["ipset", "-exist", "restore"], stdin=script)
+        return adds, dels
+
+    def apply_delta(
+        self,
+        added: Mapping[SetSpec, Iterable[str]],
+        deleted: Mapping[SetSpec, Iterable[str]],
+    ) -> tuple[int, int]:
+        """Add and delete these members in one batch, without reading the sets back."""
+        script, adds, dels = delta_script(self.family, added, deleted)
         if script:
             self.runner.run(["ipset", "-exist", "restore"], stdin=script)
         return adds, dels

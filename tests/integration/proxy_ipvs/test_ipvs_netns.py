@@ -306,3 +306,49 @@ def test_cleanup_on_a_kernel_without_ipvs_is_harmless(netns):
     config = ProxyConfig(mode="ipvs", hostname="node-a")
     IpvsDataplane(config, 4, netns=netns).cleanup()  # the real kernel transport
     assert state(netns) == before
+
+
+def test_partial_syncs_leave_what_a_full_sync_would_leave(netns):
+    dp = dataplane(netns)
+    lb = svc("lb", "10.96.0.20", node_port=30081, load_balancer_ips=("198.51.100.7",),
+             load_balancer_source_ranges=("192.168.77.0/24",), external_policy_local=True,
+             health_check_node_port=32001)  # fmt: skip
+    ext = svc("ext", "10.96.0.30", external_ips=("203.0.113.9",), session_affinity_client_ip=True)
+    sctp = svc("sig", "10.96.0.40", port=9, protocol="SCTP", node_port=30009)
+    pairs = {WEB.name: (WEB, [LOCAL_EP])}
+    dp.sync(*maps(*pairs.values()), None)
+    for name, value in (
+        (lb.name, (lb, [LOCAL_EP, REMOTE_EP])),  # shares its endpoint's loop-back member
+        (ext.name, (ext, [REMOTE_EP])),
+        (sctp.name, (sctp, [])),
+        (DNS.name, (DNS, [])),
+        (WEB.name, None),
+        (lb.name, (lb, [REMOTE_EP])),
+        (DNS.name, None),
+    ):
+        if value is None:
+            del pairs[name]
+        else:
+            pairs[name] = value
+        result = dp.sync(*maps(*pairs.values()), {name})
+        assert not result.full
+    addresses = ("ip", "-o", "-4", "addr", "show", "dev", "kpb-ipvs0")
+    partial = state(netns), sh(netns, *addresses)
+    assert ipset_members(netns, "KUBE-LOOP-BACK") == set()  # WEB gone, LB's endpoint remote
+    assert ipset_members(netns, "KUBE-LOAD-BALANCER-SOURCE-CIDR") == {
+        "198.51.100.7,tcp:80,192.168.77.0/24"
+    }
+
+    full = dp.sync(*maps(*pairs.values()), None)
+    assert full.details["ipset_added"] == full.details["ipset_deleted"] == 0
+    assert full.details["addresses_bound"] == full.details["addresses_unbound"] == 0
+    assert (state(netns), sh(netns, *addresses)) == partial
+
+
+def test_binding_a_bound_address_or_unbinding_an_absent_one_is_harmless(netns):
+    device = IpvsDevice(name="kpb-ipvs0", netns=netns, kind="bridge")
+    device.ensure()
+    assert device.bind(["10.96.5.1", "10.96.5.2"]) == 2
+    assert device.bind(["10.96.5.2"]) == 0
+    assert device.unbind(["10.96.5.1", "10.96.5.9"]) == 1
+    assert device.addresses() == {"10.96.5.2"}

@@ -7,6 +7,7 @@ for real (in a network namespace) in tests/integration/proxy_ipvs.
 import errno
 
 import pytest
+from ipvs_fakes import FakeDevice
 from pyroute2.netlink.generic import ipvs as genl
 
 from kpyops.proxy.config import IpvsConfig, ProxyConfig
@@ -26,36 +27,6 @@ WRITES = {
     genl.IPVS_CMD_SET_DEST,
     genl.IPVS_CMD_DEL_DEST,
 }
-
-
-class FakeDevice:
-    name = "kube-ipvs0"
-
-    def __init__(self):
-        self.addrs: set[str] = set()
-        self.present = False
-
-    def ensure(self):
-        created = not self.present
-        self.present = True
-        return created
-
-    def exists(self):
-        return self.present
-
-    def addresses(self):
-        return set(self.addrs)
-
-    def reconcile(self, wanted, family, unbind=True):
-        wanted = set(wanted)
-        new = wanted - self.addrs
-        stale = (self.addrs - wanted) if unbind else set()
-        self.addrs = (self.addrs | new) - stale
-        return len(new), len(stale)
-
-    def delete(self):
-        self.present = False
-        self.addrs.clear()
 
 
 class RecordingRunner:
