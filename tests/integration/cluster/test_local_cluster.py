@@ -8,24 +8,40 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kpyops import lifecycle
+from kpyops.clouds import get_cloud
 from kpyops.run.ansible import PlaybookFailed
+from kpyops.spec import complete
 from kpyops.state import LocalStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KPYOPS = str(Path(sys.executable).with_name("kpyops"))
+ROOT = Path(__file__).resolve().parents[3]
+REFERENCE = Path(os.environ.get("KPYOPS_REFERENCE", ROOT.parent / "shared" / "reference"))
+
+
+def k8s_flags(component: str) -> set[str]:
+    """The component's flags in the shared reference (../shared/reference)."""
+    data = json.loads((REFERENCE / "component-flags.json").read_text())
+    return set(data["components"][component]["flags"])
 
 
 def kpyops(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [KPYOPS, "--state", str(state), *args], capture_output=True, text=True, timeout=1200
+        [KPYOPS, "--state", str(state), *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "COLUMNS": "1000"},  # the CLI's lines unwrapped, as tests read them
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -88,26 +104,76 @@ def cluster(tmp_path):
     subprocess.run(["podman", "network", "rm", "-f", f"kpyops-{name}"], capture_output=True)
 
 
+# CIS Kubernetes Benchmark file checks, made on every host the file belongs on:
+# (path, mode it may have at most, owner:group, CIS ids, hosts: "cp" control planes,
+# "etcd" etcd members, "all" every host). A mode "or stricter" has no permission bit the
+# allowed mode lacks.
+CIS_FILES = [
+    ("/etc/kubernetes/manifests/kube-apiserver.yaml", 0o600, "root:root", "1.1.1 / 1.1.2", "cp"),
+    ("/etc/kubernetes/manifests/kube-controller-manager.yaml", 0o600, "root:root", "1.1.3 / 1.1.4", "cp"),
+    ("/etc/kubernetes/manifests/kube-scheduler.yaml", 0o600, "root:root", "1.1.5 / 1.1.6", "cp"),
+    ("/var/lib/etcd", 0o700, "etcd:etcd", "1.1.11 / 1.1.12", "etcd"),
+    ("/etc/kubernetes/admin.conf", 0o600, "root:root", "1.1.13 / 1.1.14", "cp"),
+    ("/etc/kubernetes/scheduler.conf", 0o600, "root:root", "1.1.15 / 1.1.16", "cp"),
+    ("/etc/kubernetes/controller-manager.conf", 0o600, "root:root", "1.1.17 / 1.1.18", "cp"),
+    ("/etc/kubernetes/pki", 0o755, "root:root", "1.1.19", "all"),
+    ("/etc/systemd/system/kubelet.service", 0o600, "root:root", "4.1.1 / 4.1.2", "all"),
+    ("/etc/kubernetes/kubelet.conf", 0o600, "root:root", "4.1.5 / 4.1.6", "all"),
+    ("/etc/kubernetes/pki/ca.crt", 0o644, "root:root", "4.1.7 / 4.1.8", "all"),
+    ("/var/lib/kubelet/config.yaml", 0o600, "root:root", "4.1.9 / 4.1.10", "all"),
+]
+# and every file in /etc/kubernetes/pki (CIS 1.1.19 owner, 1.1.20 certificates, 1.1.21 keys)
+CIS_PKI = {".crt": 0o644, ".pub": 0o644, ".key": 0o600}
+# what changes of a host's configuration is watched for (sha256 of every file in them)
+WATCHED = "/etc/kubernetes /var/lib/kubelet /etc/etcd /etc/containerd"
+
+
+def stricter(mode: int, allowed: int) -> bool:
+    return mode & ~allowed == 0
+
+
+def stats(state: Path, name: str, host: str, paths: list[str]) -> dict[str, tuple[int, str]]:
+    out = ssh(state, name, host, "stat -c '%n %a %U:%G' " + " ".join(paths))
+    return {p: (int(m, 8), o) for p, m, o in (line.split() for line in out.splitlines())}
+
+
+def checksums(state: Path, name: str, host: str) -> dict[str, str]:
+    out = ssh(state, name, host, f"for d in {WATCHED}; do [ ! -d $d ] || find $d -type f; done "
+                                 "| sort | xargs -r sha256sum")
+    return {path: digest for digest, path in (line.split(None, 1) for line in out.splitlines())}
+
+
+def recap_of(converged: str) -> dict[str, int]:
+    """host -> changed, from the CLI's 'converged in Ns: host changed=N, ...' line."""
+    line = next(ln for ln in converged.splitlines() if "converged in" in ln)
+    return {h: int(c) for h, c in re.findall(r"(\S+) changed=(\d+)", line)}
+
+
 def test_create_converge_twice_and_delete(cluster):
     state, name = cluster
-    created = kpyops(state, "create", "cluster", name, "--cloud", "local", "--nodes", "2", "--yes")
+    created = kpyops(state, "create", "cluster", name, "--cloud", "local", "--control-planes", "3",
+                     "--nodes", "2", "--yes")
     assert "converged" in created.stderr
-    # no Kubernetes binaries can be had for local machines: the run says what it skipped
-    assert f"SKIPPED: no Kubernetes binaries on {name}-node-1" in created.stderr
-    # three hosts, and the files repository that served them etcd
-    assert podman_names(f"kpyops.io/cluster={name}") == [
-        f"{name}-cp-1",
-        f"{name}-files",
-        f"{name}-node-1",
-        f"{name}-node-2",
-    ]
+    # no Kubernetes binaries can be had for local machines: kubelet's files are written,
+    # and the run says that kubelet is not started
+    for host in (f"{name}-cp-1", f"{name}-node-2"):
+        assert f"SKIPPED: kubelet not started on {host}: " in created.stderr
+    cps = [f"{name}-cp-{i}" for i in (1, 2, 3)]
+    nodes = [f"{name}-node-1", f"{name}-node-2"]
+    hosts = cps + nodes
+    # five hosts, and the files repository that served them etcd
+    assert podman_names(f"kpyops.io/cluster={name}") == sorted([*hosts, f"{name}-files"])
+    inventory = state / "clusters" / name / "inventory"
+    groups = yaml.safe_load((inventory / "hosts.yml").read_text())["all"]["children"]
+    etcd_members = sorted(groups["etcd"]["hosts"])
+    assert etcd_members == cps
 
     # the second converge changes nothing on any host
     store = LocalStore(state)
     user = lifecycle.load_cluster(store, name, completed=False)
     rerun = lifecycle.apply(store, user, progress=lambda _m: None)
-    assert set(rerun.recap) == {f"{name}-cp-1", f"{name}-node-1", f"{name}-node-2"}
-    assert {h: r["changed"] for h, r in rerun.recap.items()} == dict.fromkeys(rerun.recap, 0)
+    assert set(rerun.recap) == set(hosts)
+    assert {h: r["changed"] for h, r in rerun.recap.items()} == dict.fromkeys(hosts, 0)
 
     # what the roles did, seen on the machines over SSH with host-key checking on
     modules = ssh(state, name, f"{name}-node-1", "cat /etc/modules-load.d/kpyops.conf")
@@ -115,22 +181,47 @@ def test_create_converge_twice_and_delete(cluster):
     assert listed == {"br_netfilter", "overlay", "nf_conntrack"}  # iptables mode: no ip_vs
     assert ssh(state, name, f"{name}-node-2", "cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
     # every stage ran for real where it can: etcd over TLS, containerd, the proxy, manifests
-    cp = f"{name}-cp-1"
+    cp = cps[0]
     health = ssh(state, name, cp, "ETCDCTL_API=3 /usr/local/bin/etcdctl --endpoints=https://127.0.0.1:2379 "
                  "--cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/healthcheck-client.crt "
                  "--key=/etc/etcd/pki/healthcheck-client.key endpoint health 2>&1")
     assert "https://127.0.0.1:2379 is healthy" in health, health
-    for host in (cp, f"{name}-node-1", f"{name}-node-2"):
+    for host in hosts:
         assert ssh(state, name, host, "systemctl is-active containerd kpyops-proxy").split() == ["active"] * 2
         assert ssh(state, name, host, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:10256/healthz") == "200"
-    assert ssh(state, name, cp, "ls /etc/kubernetes/manifests").split() == [
-        "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
-    hosts = ssh(state, name, f"{name}-cp-1", "cat /etc/hosts")
-    assert f"{name}-node-2" in hosts
-    assert (
-        ssh(state, name, f"{name}-cp-1", "dpkg-query -W -f='${Status}' conntrack")
-        == "install ok installed"
-    )
+        # kubelet: configured, but neither enabled nor running (no binary on local machines)
+        assert ssh(state, name, host, "systemctl is-enabled kubelet; systemctl is-active kubelet; true"
+                   ).split() == ["disabled", "inactive"]
+    for host in cps:
+        assert ssh(state, name, host, "ls /etc/kubernetes/manifests").split() == [
+            "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
+    for host in nodes:
+        assert ssh(state, name, host, "ls -A /etc/kubernetes/manifests") == ""
+    # the active kubelet configuration is the assigned one, written by the kubelet role
+    kubelet_cfg = yaml.safe_load(ssh(state, name, f"{name}-node-1", "cat /var/lib/kubelet/config.yaml"))
+    assert kubelet_cfg["kind"] == "KubeletConfiguration" and kubelet_cfg["readOnlyPort"] == 0
+    assert ssh(state, name, f"{name}-node-1", "cmp /var/lib/kubelet/config.yaml "
+               "/var/lib/kubelet/kpyops/assigned.yaml && echo same").strip() == "same"
+
+    # CIS file checks, on every host each file belongs on
+    where = {"cp": cps, "etcd": etcd_members, "all": hosts}
+    checked = 0
+    for host in hosts:
+        mine = [(p, m, o, cis) for p, m, o, cis, on in CIS_FILES if host in where[on]]
+        pki = ssh(state, name, host, "find /etc/kubernetes/pki -mindepth 1 -type f").split()
+        assert any(p.endswith(".key") for p in pki) and any(p.endswith(".crt") for p in pki), pki
+        for p in pki:
+            assert Path(p).suffix in CIS_PKI, f"{host}:{p} is neither a certificate nor a key"
+        mine += [(p, CIS_PKI[Path(p).suffix], "root:root", "1.1.19-1.1.21") for p in pki]
+        pki_dirs = ssh(state, name, host, "find /etc/kubernetes/pki -mindepth 1 -type d").split()
+        mine += [(p, 0o755, "root:root", "1.1.19") for p in pki_dirs]
+        found = stats(state, name, host, [p for p, *_ in mine])
+        for path, allowed, owner, cis in mine:
+            mode, got_owner = found[path]
+            assert stricter(mode, allowed), f"CIS {cis}: {host}:{path} is {mode:o}, wants {allowed:o} or stricter"
+            assert got_owner == owner, f"CIS {cis}: {host}:{path} is owned by {got_owner}, wants {owner}"
+            checked += 1
+    assert checked >= len(CIS_FILES) * 2  # every check ran (each on at least 3 hosts, most on 5)
 
     # the plan for hosts (check mode) is read-only and names what drifted
     assert "would change nothing" in kpyops(state, "update", "cluster", name, "--hosts").stderr
@@ -139,12 +230,45 @@ def test_create_converge_twice_and_delete(cluster):
     assert f"~ host {name}-node-1: kernel_modules : sysctls | Apply values" in planned.stdout
     assert f"host {name}-node-2" not in planned.stdout
     assert ssh(state, name, f"{name}-node-1", "sysctl -n net.ipv4.ip_forward").strip() == "0"
-    repaired = lifecycle.apply(store, user, progress=lambda _m: None)
-    assert repaired.recap[f"{name}-node-1"]["changed"] == 1
+
+    # one kube-apiserver flag changed in the spec, as a user does it (get, edit, update -f):
+    # the next run rewrites exactly that manifest on each control plane, and nothing else
+    # (it also repairs the sysctl drift above, which is not in a file)
+    flag, value = "max-requests-inflight", "500"
+    assert flag in k8s_flags("kube-apiserver")
+    before = {host: checksums(state, name, host) for host in hosts}
+    assert all(before.values())
+    for host in cps:
+        assert f"--{flag}=" not in ssh(state, name, host, "cat /etc/kubernetes/manifests/kube-apiserver.yaml")
+    spec = yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout)
+    spec["spec"].setdefault("controlPlane", {}).setdefault("extraArgs", {}).setdefault(
+        "kube-apiserver", {})[flag] = value
+    edited = state / "edited.yaml"
+    edited.write_text(yaml.safe_dump(spec))
+    plan = kpyops(state, "update", "cluster", name, "-f", str(edited))
+    assert f"{flag}" in plan.stdout, plan.stdout
+    updated = kpyops(state, "update", "cluster", name, "-f", str(edited), "--yes")
+    # each control plane changed its manifest, node-1 its sysctl, node-2 nothing
+    assert recap_of(updated.stderr) == {**dict.fromkeys(cps, 1), nodes[0]: 1, nodes[1]: 0}
+    after = {host: checksums(state, name, host) for host in hosts}
+    changed = sorted(
+        (host, path)
+        for host in hosts
+        for path in before[host].keys() | after[host].keys()
+        if before[host].get(path) != after[host].get(path)
+    )
+    assert changed == [(host, "/etc/kubernetes/manifests/kube-apiserver.yaml") for host in cps]
+    for host in cps:
+        pod = yaml.safe_load(ssh(state, name, host, "cat /etc/kubernetes/manifests/kube-apiserver.yaml"))
+        assert f"--{flag}={value}" in pod["spec"]["containers"][0]["command"], host
     assert ssh(state, name, f"{name}-node-1", "sysctl -n net.ipv4.ip_forward").strip() == "1"
+    # the stored spec is the edited one, and a run of it changes nothing
+    user = lifecycle.load_cluster(store, name, completed=False)
+    assert user.spec.control_plane.extra_args["kube-apiserver"][flag] == value
+    again = lifecycle.apply(store, user, progress=lambda _m: None)
+    assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys(hosts, 0)
 
     # the inventory works without the CLI, like kubespray's
-    inventory = state / "clusters" / name / "inventory"
     plain = subprocess.run(
         [
             str(Path(sys.executable).with_name("ansible-playbook")),
@@ -184,7 +308,11 @@ def test_bad_input_creates_no_machine(cluster):
 def test_failed_converge_is_reported(cluster):
     """A host that cannot install its packages fails the run with Ansible's own words."""
     state, name = cluster
-    kpyops(state, "create", "cluster", name, "--nodes", "0", "--yes")
+    kpyops(state, "create", "cluster", name, "--nodes", "0")  # the spec only: no machine yet
+    store = LocalStore(state)
+    user = lifecycle.load_cluster(store, name, completed=False)
+    # the machine, without a converge (its first cluster.yml run is the one that must fail)
+    get_cloud("local", store).apply(complete(user))
     # take a base package away and leave apt no index and no mirror to get it back from
     subprocess.run(
         [
@@ -198,8 +326,6 @@ def test_failed_converge_is_reported(cluster):
         ],
         check=True,
     )
-    store = LocalStore(state)
-    user = lifecycle.load_cluster(store, name, completed=False)
     with pytest.raises(PlaybookFailed) as err:
         lifecycle.apply(store, user, progress=lambda _m: None)
     assert any("fatal: [" + f"{name}-cp-1]" in line for line in err.value.tail), err.value.tail
