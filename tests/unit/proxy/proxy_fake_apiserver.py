@@ -78,9 +78,10 @@ class FakeApiServer:
             return self.rv
 
     def compact(self) -> None:
-        """Forget history: watches from any version seen so far now get 410."""
+        """Forget history: watches from any version older than the current one now get 410
+        (as etcd compaction at the current revision: a list's version can still be watched)."""
         with self.cond:
-            self.compacted = self.rv + 1
+            self.compacted = self.rv
             for path in PATHS:
                 self.events[path] = []
 
@@ -121,7 +122,9 @@ class FakeApiServer:
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                api.requests.append((url.path, query))
+                with api.cond:  # a watch belongs to the generation its request arrived in
+                    api.requests.append((url.path, query))
+                    generation = api.generation
                 if self.headers.get("Authorization") != f"Bearer {api.token}":
                     self._json(401, {"kind": "Status", "code": 401})
                     return
@@ -134,7 +137,7 @@ class FakeApiServer:
                     self._json(404, {"kind": "Status", "code": 404})
                     return
                 if query.get("watch") == "1":
-                    self._watch(url.path, query)
+                    self._watch(url.path, query, generation)
                 else:
                     self._list(url.path, query)
 
@@ -160,7 +163,7 @@ class FakeApiServer:
                     meta["continue"] = str(start + limit)
                 self._json(200, {"kind": "List", "metadata": meta, "items": page})
 
-            def _watch(self, path: str, query: dict[str, str]) -> None:
+            def _watch(self, path: str, query: dict[str, str], generation: int) -> None:
                 since = int(query.get("resourceVersion") or api.rv)
                 if since < api.compacted:
                     gone = {
@@ -181,7 +184,6 @@ class FakeApiServer:
                     self._chunk(b"")
                     return
                 deadline = time.monotonic() + int(query.get("timeoutSeconds", "30"))
-                generation = api.generation
                 sent = since
                 while True:
                     with api.cond:

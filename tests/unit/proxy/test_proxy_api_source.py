@@ -131,6 +131,11 @@ def test_410_gone_relists_and_catches_up_on_missed_changes(api, running, as_even
     wait_for(lambda: refl.lists == 2)
     wait_for(lambda: sorted(seen.objects) == ["b", "c", "z"])  # the relist found the delete
     assert refl.resource_version == str(api.rv)
+    # then it watches from the relisted version, and does not relist again
+    wait_for(lambda: api.watch_requests(SVC)[-1]["resourceVersion"] == str(api.rv))
+    api.put(SVC, m.service("y", "10.96.0.25", PORTS))
+    wait_for(lambda: "y" in seen.objects)
+    assert refl.lists == 2
 
 
 def test_server_errors_back_off_and_recover(api, running):
