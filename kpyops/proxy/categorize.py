@@ -4,16 +4,21 @@ Ready endpoints are used first; only when a set has no ready endpoint do serving
 endpoints take over (so connections still succeed during a rolling update). ``Local`` traffic
 policies restrict internal and/or external traffic to endpoints on this node.
 
-Topology-aware routing (zone hints) narrows the Cluster set to the endpoints hinted for this
-node's zone, when the Service asks for it (``ServicePort.topology_aware``: the topology-mode
-annotation or a zone ``trafficDistribution``), the node's zone is known, every ready endpoint
-carries a zone hint, and at least one is hinted for this zone; otherwise every ready endpoint
-is used. There is no topology in the serving-terminating fallback or the Local sets.
+Topology-aware routing narrows the Cluster set by the EndpointSlice hints, when the Service
+asks for it (``ServicePort.topology_aware``: the topology-mode annotation or a topology
+``trafficDistribution``). Node hints come first (``PreferSameNode``): when every ready
+endpoint carries a node hint and one is hinted for this node, only those hinted for this node
+are used. Otherwise zone hints: when this node's zone is known, every ready endpoint carries
+a zone hint and one is hinted for this zone, only those hinted for this zone. Otherwise every
+ready endpoint is used. There is no topology in the serving-terminating fallback or the
+Local sets. (kube-proxy applies hints without looking at the Service; the EndpointSlice
+controller writes them only when asked, so the result is the same for its slices, and stray
+hints in hand-written slices are ignored here.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kpyops.proxy.model import Endpoint, ServicePort
@@ -46,30 +51,38 @@ def _serving_terminating(ep: Endpoint) -> bool:
     return ep.serving and ep.terminating
 
 
-def uses_zone_hints(svc: ServicePort, endpoints: tuple[Endpoint, ...], zone: str) -> bool:
-    """kube-proxy's rule for using same-zone hints for ``svc`` on a node in ``zone``."""
-    if not svc.topology_aware or not zone:
-        return False
+def topology_filter(
+    svc: ServicePort, endpoints: tuple[Endpoint, ...], node_name: str, zone: str
+) -> Callable[[Endpoint], bool] | None:
+    """kube-proxy's choice of hints for ``svc`` on node ``node_name`` in ``zone``: a test an
+    endpoint must pass to be used for Cluster traffic, or None (no topology)."""
+    if not svc.topology_aware:
+        return None
     ready = [ep for ep in endpoints if ep.ready]
-    if not all(ep.zone_hints for ep in ready):
-        return False
-    return any(zone in ep.zone_hints for ep in ready)
+    if not ready:
+        return None
+    nodes = [ep.node_hints for ep in ready]
+    if node_name and all(nodes) and any(node_name in hints for hints in nodes):
+        return lambda ep: node_name in ep.node_hints
+    zones = [ep.zone_hints for ep in ready]
+    if zone and all(zones) and any(zone in hints for hints in zones):
+        return lambda ep: zone in ep.zone_hints
+    return None
 
 
 def categorize_endpoints(
-    svc: ServicePort, endpoints: Iterable[Endpoint], zone: str = ""
+    svc: ServicePort, endpoints: Iterable[Endpoint], zone: str = "", node_name: str = ""
 ) -> CategorizedEndpoints:
-    """Split ``endpoints`` of ``svc`` into the sets each traffic policy uses, on a node in
-    ``zone`` ("" if unknown: no topology-aware routing)."""
+    """Split ``endpoints`` of ``svc`` into the sets each traffic policy uses, on the node
+    ``node_name`` in ``zone`` ("" if unknown: no hints of that kind are used)."""
     eps = tuple(endpoints)
     cluster: tuple[Endpoint, ...] = ()
     local: tuple[Endpoint, ...] = ()
     has_any = False
-    topology = False
 
     if uses_cluster_endpoints(svc):
-        topology = uses_zone_hints(svc, eps, zone)
-        cluster = tuple(ep for ep in eps if ep.ready and (not topology or zone in ep.zone_hints))
+        usable = topology_filter(svc, eps, node_name, zone)
+        cluster = tuple(ep for ep in eps if ep.ready and (usable is None or usable(ep)))
         if not cluster:
             cluster = tuple(ep for ep in eps if _serving_terminating(ep))
         has_any = bool(cluster)

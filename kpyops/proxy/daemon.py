@@ -83,6 +83,7 @@ def iptables_dataplane(
             localhost_node_ports=config.iptables.localhost_node_ports,
             tcp_be_liberal=config.conntrack.tcp_be_liberal,
             zone=config.node_zone,
+            node_name=config.hostname,
         ),
         IptablesCommands(family, backend),
     )

@@ -79,6 +79,7 @@ class Endpoint:
     zone: str | None = None
     is_local: bool = False  # node_name is this proxy's node
     zone_hints: tuple[str, ...] = ()  # hints.forZones[].name
+    node_hints: tuple[str, ...] = ()  # hints.forNodes[].name
 
     @property
     def address(self) -> str:

@@ -25,7 +25,7 @@ LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 ANNOTATION_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 ANNOTATION_TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
 ANNOTATION_TOPOLOGY_HINTS = "service.kubernetes.io/topology-aware-hints"  # deprecated name
-TOPOLOGY_TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone")
+TOPOLOGY_TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 
@@ -49,9 +49,16 @@ def needs_health_check(spec: dict) -> bool:
     return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
 
 
+def _hint_names(endpoint: dict, kind: str) -> tuple[str, ...]:
+    """Names in an endpoint's ``hints.forZones`` or ``hints.forNodes``, sorted."""
+    hints = (endpoint.get("hints") or {}).get(kind) or []
+    return tuple(sorted(h["name"] for h in hints if h.get("name")))
+
+
 def wants_topology(svc: dict) -> bool:
     """The Service asks for topology-aware routing: the topology-mode annotation (or its
-    older name) set to anything but empty/disabled, or a zone trafficDistribution."""
+    older name) set to anything but empty/disabled, or a topology trafficDistribution
+    (PreferClose, PreferSameZone, PreferSameNode)."""
     annotations = (svc.get("metadata") or {}).get("annotations") or {}
     mode = annotations.get(ANNOTATION_TOPOLOGY_MODE, annotations.get(ANNOTATION_TOPOLOGY_HINTS))
     if mode not in (None, "", "disabled", "Disabled"):
@@ -157,13 +164,8 @@ def parse_endpoint_slice(obj: dict, hostname: str, proxy_name: str = "") -> Pars
                     node_name=node,
                     zone=ep.get("zone"),
                     is_local=bool(node) and node.lower() == hostname,
-                    zone_hints=tuple(
-                        sorted(
-                            z["name"]
-                            for z in (ep.get("hints") or {}).get("forZones") or []
-                            if z.get("name")
-                        )
-                    ),
+                    zone_hints=_hint_names(ep, "forZones"),
+                    node_hints=_hint_names(ep, "forNodes"),
                 )
             )
     trigger = _parse_time((meta.get("annotations") or {}).get(ANNOTATION_TRIGGER_TIME))

@@ -27,6 +27,7 @@ class RuleOptions:
     tcp_be_liberal: bool = False
     comments: bool = True  # per-endpoint comments (kube-proxy drops them past 1,000 endpoints)
     zone: str = ""  # this node's topology zone (zone hints); "" if unknown
+    node_name: str = ""  # this node's name (node hints); "" if unknown
 
     @property
     def mark(self) -> str:
@@ -76,7 +77,7 @@ def service_rules(
     proto = svc.protocol.lower()
     match = f"-p {proto} -m {proto} --dport {svc.port}"
     eps = tuple(ep for ep in endpoints if ep.family == opts.family)
-    cat = categorize_endpoints(svc, eps, opts.zone)
+    cat = categorize_endpoints(svc, eps, opts.zone, opts.node_name)
 
     cluster_chain = c.service_chain(c.SVC_PREFIX, svc.name)
     local_chain = c.service_chain(c.SVL_PREFIX, svc.name)

@@ -164,6 +164,7 @@ class IpvsDataplane:
             self.config.ipvs.scheduler,
             nodes,
             zone=self.config.node_zone,
+            node_name=self.config.hostname,
         )
 
     def _node_port_ips(self) -> list[str]:

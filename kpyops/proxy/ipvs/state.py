@@ -110,8 +110,10 @@ def build_state(
     scheduler: str,
     node_ips: Iterable[str],
     zone: str = "",
+    node_name: str = "",
 ) -> DesiredState:
-    """The desired IPVS, address and ipset state of one IP family (on a node in ``zone``)."""
+    """The desired IPVS, address and ipset state of one IP family (on the node
+    ``node_name`` in ``zone``, for topology hints)."""
     state = DesiredState()
     node_ips = sorted(set(node_ips))
     for name in sorted(services):
@@ -122,7 +124,7 @@ def build_state(
         cluster_ip = _ip(cluster_ip)
         proto = svc.protocol
         eps = [ep for ep in endpoints.get(name, ()) if ep.family == family]
-        cat = categorize_endpoints(svc, eps, zone)
+        cat = categorize_endpoints(svc, eps, zone, node_name)
         internal = _real_servers(cat.local if svc.internal_policy_local else cat.cluster)
         external = _real_servers(cat.local if svc.external_policy_local else cat.cluster)
 

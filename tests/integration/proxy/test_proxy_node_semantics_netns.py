@@ -1,5 +1,5 @@
 """Node-level service semantics in network namespaces: health-check node ports, the
-``primary`` nodePortAddresses keyword, zone hints, and route_localnet put back by --cleanup.
+``primary`` nodePortAddresses keyword, zone and node hints, and route_localnet put back by --cleanup.
 
     h2-p1 (pod 10.246.1.11, node1, zone-a)       h2-p3 (pod 10.246.2.13, node2, zone-b)
                   |                                           |
@@ -95,11 +95,13 @@ def start_servers() -> list[subprocess.Popen]:
     return procs
 
 
-def endpoint(pod: str, hints: bool = False) -> dict:
+def endpoint(pod: str, hints: bool = False, for_node: str = "") -> dict:
     node, ip, _ = PODS[pod]
     ep = m.endpoint(ip, node=NODE_NAME[node])
     if hints:
         ep["hints"] = {"forZones": [{"name": ZONE[pod]}]}
+    if for_node:
+        ep.setdefault("hints", {})["forNodes"] = [{"name": for_node}]
     return ep
 
 
@@ -253,6 +255,24 @@ def test_zone_hints_keep_traffic_in_the_node_zone(node):
     put(True)  # hints present but the Service does not ask for them
     spread = Counter(backends(connect(N1, "10.97.0.12", 80, 40)))
     assert set(spread) == {"h2-p1", "h2-p3"}, spread
+
+
+def test_node_hints_come_before_zone_hints(node):
+    def put(p1_node: str, p3_node: str) -> None:
+        eps = [endpoint("h2-p1", True, p1_node), endpoint("h2-p3", True, p3_node)]
+        svc = m.service("near", "10.97.0.13", [{"name": "http", "port": 80, "targetPort": 8080}],
+                        trafficDistribution="PreferSameNode")  # fmt: skip
+        node.synced_after(lambda: node.put("near", svc, m.endpoint_slice("near", eps, PORTS)))
+
+    # Zone hints alone would pick h2-p1 (zone-a, as node1); the node hint says h2-p3.
+    put("node2", "node1")
+    same_node = Counter(backends(connect(N1, "10.97.0.13", 80, 30)))
+    assert same_node == Counter({"h2-p3": 30}), same_node
+    # No endpoint hinted for node1: the zone hints decide.
+    put("node2", "node3")
+    same_zone = Counter(backends(connect(N1, "10.97.0.13", 80, 30)))
+    assert same_zone == Counter({"h2-p1": 30}), same_zone
+    node.synced_after(lambda: node.remove("near"))
 
 
 def test_cleanup_puts_route_localnet_back(node):

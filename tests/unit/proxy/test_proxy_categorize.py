@@ -112,5 +112,52 @@ def test_zone_hints_from_slice_and_service_request():
     mode = "service.kubernetes.io/topology-mode"
     assert asks(annotations={mode: "Auto"}) and asks(trafficDistribution="PreferClose")
     assert asks(trafficDistribution="PreferSameZone")
+    assert asks(trafficDistribution="PreferSameNode")
     assert not asks() and not asks(annotations={mode: "Disabled"})
-    assert not asks(trafficDistribution="PreferSameNode")
+    assert not asks(trafficDistribution="SomethingNew")
+
+
+# PreferSameNode: the EndpointSlice controller hints each endpoint for its own node (and,
+# as a fallback, for its zone).
+N1 = Endpoint("10.2.0.1", 80, zone_hints=("zone-a",), node_hints=("node1",))
+N1_OTHER = Endpoint("10.2.0.2", 80, zone_hints=("zone-a",), node_hints=("node1",))
+N2 = Endpoint("10.2.0.3", 80, zone_hints=("zone-a",), node_hints=("node2",))
+N3 = Endpoint("10.2.0.4", 80, zone_hints=("zone-b",), node_hints=("node3",))
+
+
+def test_node_hints_narrow_cluster_endpoints_to_this_node():
+    asked = svc(topology_aware=True)
+    everyone = (N1, N1_OTHER, N2, N3)
+    c = categorize_endpoints(asked, everyone, zone="zone-a", node_name="node1")
+    assert c.cluster == (N1, N1_OTHER) and c.has_any
+    assert categorize_endpoints(asked, everyone, node_name="node3").cluster == (N3,)
+
+
+def test_node_hints_fall_back_to_zone_hints_then_to_every_endpoint():
+    asked = svc(topology_aware=True)
+    # nothing hinted for node4: its zone's endpoints
+    c = categorize_endpoints(asked, (N1, N2, N3), zone="zone-a", node_name="node4")
+    assert c.cluster == (N1, N2)
+    # one ready endpoint without a node hint: node hints are off, zone hints still apply
+    zone_only = Endpoint("10.2.0.5", 80, zone_hints=("zone-a",))
+    c = categorize_endpoints(asked, (N1, zone_only, N3), zone="zone-a", node_name="node1")
+    assert c.cluster == (N1, zone_only)
+    # node name unknown and no zone: every ready endpoint
+    assert categorize_endpoints(asked, (N1, N2, N3)).cluster == (N1, N2, N3)
+    # not asked: hints are ignored
+    assert categorize_endpoints(svc(), (N1, N2, N3), node_name="node1").cluster == (N1, N2, N3)
+    # an unready endpoint hinted for this node does not make node hints usable
+    n1_unready = Endpoint("10.2.0.6", 80, ready=False, serving=False, node_hints=("node1",))
+    c = categorize_endpoints(asked, (n1_unready, N2, N3), zone="zone-b", node_name="node1")
+    assert c.cluster == (N3,)
+
+
+def test_node_hints_from_slice():
+    from kpyops.proxy import manifests as m
+    from kpyops.proxy.objects import parse_endpoint_slice
+
+    ep = m.endpoint("10.2.0.1")
+    ep["hints"] = {"forZones": [{"name": "zone-a"}], "forNodes": [{"name": "node1"}]}
+    parsed = parse_endpoint_slice(m.endpoint_slice("s", [ep], [{"name": "", "port": 80}]), "node1")
+    endpoint = next(iter(parsed.endpoints.values()))[0]
+    assert endpoint.node_hints == ("node1",) and endpoint.zone_hints == ("zone-a",)

@@ -100,6 +100,7 @@ def random_endpoints(rng: random.Random) -> tuple[Endpoint, ...]:
                 terminating=not ready and rng.random() < 0.7,
                 is_local=ip.startswith("10.244.1."),
                 zone_hints=(rng.choice(["zone-a", "zone-b"]),) if rng.random() < 0.8 else (),
+                node_hints=(rng.choice(["node-a", "node-b"]),) if rng.random() < 0.7 else (),
             )
         )
     return tuple(sorted(eps))

@@ -97,6 +97,18 @@ def test_external_policy_local_uses_only_local_endpoints_and_local_sets():
     assert st.ipsets[sets.LOOP_BACK] == {"10.244.1.2,tcp:8080,10.244.1.2"}
 
 
+def test_topology_hints_pick_real_servers_for_this_node_then_zone():
+    s = port(topology_aware=True)
+    here = Endpoint("10.244.1.2", 8080, zone_hints=("zone-b",), node_hints=("me",))
+    there = Endpoint("10.244.2.2", 8080, zone_hints=("zone-a",), node_hints=("other",))
+    services, eps = {s.name: s}, {s.name: (here, there)}
+    key = ("10.96.0.10", "TCP", 80)
+    st = build_state(services, eps, 4, "rr", (NODE,), zone="zone-a", node_name="me")
+    assert st.real_servers[key] == {RealServer("10.244.1.2", 8080)}  # node hint wins
+    st = build_state(services, eps, 4, "rr", (NODE,), zone="zone-a", node_name="third")
+    assert st.real_servers[key] == {RealServer("10.244.2.2", 8080)}  # then the zone's
+
+
 def test_internal_policy_local_without_local_endpoints_has_no_real_servers():
     s = port(internal_policy_local=True)
     st = build([s], {"web": [Endpoint("10.244.2.2", 8080, node_name="other")]})
