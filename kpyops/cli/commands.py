@@ -8,6 +8,7 @@ MODULES = [
     "kpyops.cli.cluster",  # create / update / get / delete cluster
     "kpyops.cli.spec",  # spec schema
     "kpyops.cli.image",  # image (the local test-host image)
+    "kpyops.cli.artifacts",  # artifacts build (components from Go modules)
     "kpyops.cli.certs",  # certs check / renew
     "kpyops.cli.doctor",  # doctor (can this identity create and delete a cluster here?)
     "kpyops.cli.proxy",  # proxy (the per-node service proxy daemon)

@@ -1,0 +1,3 @@
+module kpyops.io/build/pause
+
+go 1.24.0
