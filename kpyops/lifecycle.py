@@ -27,7 +27,7 @@ from kpyops.state.base import (
     ClusterNotFound,
     StateStore,
 )
-from kpyops.state.workdir import synced, workdir
+from kpyops.state.workdir import cache_dir, synced, workdir
 
 Progress = Callable[[str], None]
 KNOWN_HOSTS = "ssh/known_hosts"
@@ -146,6 +146,5 @@ def delete(store: StateStore, name: str, progress: Progress) -> list[Change]:
             if ch.kind == "container":
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)
     store.delete_cluster(name)
-    cache = Path.home() / ".cache" / "kpyops" / "clusters" / name
-    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(cache_dir(name), ignore_errors=True)
     return changes

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from kpyops.cli.output import ansible_progress, emit, fail, progress, stderr
+from kpyops.cli.names import CLUSTER_NAME
+from kpyops.cli.output import EXIT_SPEC, ansible_progress, emit, fail, progress, say
 from kpyops.pki import renew as pki_renew
 from kpyops.run.ansible import PlaybookFailed
 from kpyops.state import ClusterNotFound, LockHeld, open_store
@@ -18,7 +19,7 @@ def command() -> None:
 
 
 @command.command("check")
-@click.argument("name")
+@click.argument("name", type=CLUSTER_NAME)
 @click.option("--days", default=pki_renew.WARN_DAYS, show_default=True, type=float,
               help="Exit non-zero when a certificate has fewer days left.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table")
@@ -42,13 +43,13 @@ def check(ctx: click.Context, name: str, days: float, fmt: str) -> None:
                "notAfter": c.not_after.isoformat(), "daysLeft": round(c.days_left, 2),
                "sha256": c.fingerprint, "sans": list(c.sans)} for c in certs], fmt)
     if soon:
-        stderr.print(f"[bold red]{len(soon)} certificate(s) with fewer than {days:g} days left:[/] "
-                     + ", ".join(c.name for c in soon) + f" (run `kpyops certs renew {name}`)")
+        say((f"{len(soon)} certificate(s) with fewer than {days:g} days left:", "bold red"),
+            " " + ", ".join(c.name for c in soon) + f" (run `kpyops certs renew {name}`)")
         sys.exit(1)
 
 
 @command.command("renew")
-@click.argument("name")
+@click.argument("name", type=CLUSTER_NAME)
 @click.argument("certificates", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Renew every leaf certificate.")
 @click.option("--days", default=pki_renew.WARN_DAYS, show_default=True, type=float,
@@ -60,8 +61,10 @@ def renew(ctx: click.Context, name: str, certificates: tuple[str, ...], every: b
     verbose = ctx.obj.get("verbose", 0)
     try:
         leaves = pki_renew.to_renew(pki_renew.certificates(store, name), certificates, every, days)
-    except (ClusterNotFound, KeyError) as err:
-        fail(str(err.args[0]) if err.args else str(err))
+    except ClusterNotFound as err:
+        fail(str(err))
+    except KeyError as err:  # a certificate name that is not one of the cluster's leaves
+        fail(str(err.args[0]) if err.args else str(err), EXIT_SPEC)
     progress(f"renewing {len(leaves)} certificate(s)" + (f": {', '.join(leaves)}" if leaves else
              " (none forced; stale ones are renewed anyway)"))
     try:
@@ -69,7 +72,7 @@ def renew(ctx: click.Context, name: str, certificates: tuple[str, ...], every: b
             results = pki_renew.renew(store, name, leaves, **callbacks)
     except PlaybookFailed as err:
         for line in err.tail:
-            stderr.print(line, markup=False, highlight=False)
+            say(line)
         fail(str(err))
     except LockHeld as err:
         fail(str(err))

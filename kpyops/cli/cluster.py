@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from kpyops import lifecycle
-from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr
+from kpyops.cli.names import CLUSTER_NAME
+from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr, warn
 from kpyops.clouds.base import CloudError
 from kpyops.run.ansible import PlaybookFailed, ansible_warnings, changed_tasks
 from kpyops.spec import SpecError, complete, loads, parse, to_data
@@ -49,7 +50,7 @@ def _converge(store, user, verbose: int) -> None:
                 stderr.print(line, markup=False, highlight=False)
         fail(f"{err} (run again with -v to see all of Ansible's output)")
     for warning in ansible_warnings(result.output):
-        stderr.print(f"[yellow]{warning}[/]", soft_wrap=True)
+        warn(warning)
     progress(f"converged in {result.seconds:.0f}s: "
              + ", ".join(f"{h} changed={r.get('changed', 0)}" for h, r in result.recap.items()))
 
@@ -75,8 +76,8 @@ def create() -> None:
 
 
 @create.command("cluster")
-@click.argument("name")
-@click.option("-f", "--file", type=click.File(), help="Cluster spec (YAML).")
+@click.argument("name", type=CLUSTER_NAME)
+@click.option("-f", "--file", type=click.File("rb"), help="Cluster spec (YAML).")
 @click.option("--cloud", type=click.Choice(["local", "baremetal", "aws"]), help="Where machines come from [local].")
 @click.option("--control-planes", type=int, help="Control-plane count (1, 3 or 5).")
 @click.option("--nodes", type=int, help="Worker count of the first node group.")
@@ -113,8 +114,8 @@ def update() -> None:
 
 
 @update.command("cluster")
-@click.argument("name")
-@click.option("-f", "--file", type=click.File(), help="A new spec for the cluster.")
+@click.argument("name", type=CLUSTER_NAME)
+@click.option("-f", "--file", type=click.File("rb"), help="A new spec for the cluster.")
 @click.option("--yes", is_flag=True, help="Apply the plan: machines, then cluster.yml.")
 @click.option("--hosts", "check_hosts", is_flag=True,
               help="Also run cluster.yml in check mode: what a converge would change on the hosts.")
@@ -168,7 +169,7 @@ def get_clusters(ctx) -> None:
 
 
 @get.command("cluster")
-@click.argument("name")
+@click.argument("name", type=CLUSTER_NAME)
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
 @click.option("--full", is_flag=True, help="The completed spec, every default shown.")
 @click.pass_context
@@ -187,7 +188,7 @@ def delete() -> None:
 
 
 @delete.command("cluster")
-@click.argument("name")
+@click.argument("name", type=CLUSTER_NAME)
 @click.option("--yes", is_flag=True, help="Really delete.")
 @click.pass_context
 def delete_cluster(ctx, name, yes) -> None:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from kpyops.cli.names import CLUSTER_NAME
 from kpyops.cli.output import fail, spec_error
 from kpyops.spec import SpecError, complete, loads
 
@@ -14,11 +15,11 @@ from kpyops.spec import SpecError, complete, loads
 @click.option("--cloud", type=click.Choice(["aws"]), default="aws", show_default=True,
               help="Which cloud to check.")
 @click.option("--region", help="Region to check (default: the spec's, else boto3's).")
-@click.option("-f", "--filename", "file", type=click.File(), help="A cluster spec to check too "
+@click.option("-f", "--filename", "file", type=click.File("rb"), help="A cluster spec to check too "
               "(zones, instance types, image).")
 @click.option("--state-bucket", help="An S3 state store bucket to check (versioning, "
               "public access block, encryption).")
-@click.argument("name", required=False)
+@click.argument("name", required=False, type=CLUSTER_NAME)
 @click.pass_context
 def command(ctx: click.Context, cloud: str, region: str | None, file, state_bucket: str | None,
             name: str | None) -> None:

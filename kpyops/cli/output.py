@@ -1,4 +1,11 @@
-"""Printing for the CLI: progress on stderr (rich), results on stdout, errors with exit codes."""
+"""Printing for the CLI: progress on stderr (rich), results on stdout, errors with exit codes.
+
+Every message is plain text: names, paths, spec keys and values and Ansible's output may
+hold ``[red]`` or ``[/x]``, which rich would read as markup (and crash on, or swallow). So
+``stderr`` has markup and emoji codes off, and the functions here build rich ``Text``
+objects whose only styles are the ones we add: a style goes in a ``(text, style)`` part of
+``say``, never as ``[style]`` in a string.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +17,36 @@ from contextlib import contextmanager
 import click
 import yaml
 from rich.console import Console
+from rich.text import Text
 
 from kpyops.spec import SpecError
 
-stderr = Console(stderr=True, highlight=False)
+# markup and emoji codes off: any str printed here is shown as it is
+stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 EXIT_SPEC = 2  # bad input, nothing touched (like a usage error)
 EXIT_FAILED = 1
 
 
+def say(*parts: str | tuple[str, str]) -> None:
+    """Print on stderr: each part is plain text, or (plain text, style). Never markup."""
+    stderr.print(Text.assemble(*parts), soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    say(("error:", "bold red"), " ", str(message))
     sys.exit(code)
 
 
 def spec_error(err: SpecError) -> None:
     for field, rule in err.problems:
-        stderr.print(f"[bold red]error:[/] {field}: {rule}", soft_wrap=True)
-    stderr.print("nothing was changed")
+        say(("error:", "bold red"), " ", f"{field}: {rule}")
+    say("nothing was changed")
     sys.exit(EXIT_SPEC)
+
+
+def warn(message: str) -> None:
+    say((str(message), "yellow"))
 
 
 def emit(data, fmt: str) -> None:
@@ -39,14 +57,14 @@ def emit(data, fmt: str) -> None:
 
 
 def progress(message: str) -> None:
-    stderr.print(f"[cyan]•[/] {message}")
+    say(("•", "cyan"), " ", str(message))
 
 
 @contextmanager
 def ansible_progress(verbose: int):
     """Callbacks for run_playbook: a live status line, or every line with -v."""
     if verbose:
-        yield {"on_line": lambda line: stderr.print(line, markup=False, highlight=False)}
+        yield {"on_line": lambda line: say(line)}
         return
     start = time.monotonic()
     tasks = [0]
@@ -54,6 +72,6 @@ def ansible_progress(verbose: int):
 
         def on_task(name: str) -> None:
             tasks[0] += 1
-            status.update(f"[{time.monotonic() - start:5.0f}s] task {tasks[0]}: {name}")
+            status.update(Text(f"[{time.monotonic() - start:5.0f}s] task {tasks[0]}: {name}"))
 
         yield {"on_task": on_task}

@@ -24,7 +24,7 @@ def schema() -> None:
 
 
 @command.command("render")
-@click.option("-f", "--file", type=click.File(), required=True, help="Cluster spec (YAML).")
+@click.option("-f", "--file", type=click.File("rb"), required=True, help="Cluster spec (YAML).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Inventory folder.")
 @click.option("--with-hosts/--no-hosts", default=False, help="Also write hosts.yml.")
 def render(file, out, with_hosts) -> None:

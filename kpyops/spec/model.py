@@ -14,10 +14,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kpyops.spec.names import CLUSTER_NAME_MAX, DNS_LABEL, HOST_NAME_MAX, NODE_GROUP_NAME_MAX
+
 API_VERSION = "kpyops.io/v1alpha1"
 KIND = "Cluster"
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 IPVS_SCHEDULERS = ("rr", "wrr", "lc", "dh", "sh", "sed", "nq")
 DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
 
@@ -38,7 +39,7 @@ class Model(BaseModel):
 class Host(Model):
     """One machine the cluster runs on."""
 
-    name: str = Field(pattern=DNS_LABEL, max_length=63, description="Host name (DNS label)")
+    name: str = Field(pattern=DNS_LABEL, max_length=HOST_NAME_MAX, description="Host name (DNS label)")
     address: ipaddress.IPv4Address | ipaddress.IPv6Address = Field(
         description="Address the cluster uses to reach the host"
     )
@@ -213,7 +214,7 @@ class KubeletSettings(Model):
 
 
 class NodeGroup(Model):
-    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    name: str = Field(pattern=DNS_LABEL, max_length=NODE_GROUP_NAME_MAX)
     count: int | None = Field(default=None, ge=0, le=500)
     hosts: list[Host] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -451,7 +452,7 @@ class ClusterSpec(Model):
 
 
 class Metadata(Model):
-    name: str = Field(pattern=DNS_LABEL, max_length=30, description="Cluster name (DNS label)")
+    name: str = Field(pattern=DNS_LABEL, max_length=CLUSTER_NAME_MAX, description="Cluster name (DNS label)")
 
 
 class Cluster(Model):

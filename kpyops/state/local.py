@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from kpyops.spec.names import CLUSTER_NAME_MAX, check_cluster_name, is_valid
 from kpyops.state.base import ClusterNotFound, LockHeld, StateError, StateStore
 
 LOCK_FILE = ".lock"
@@ -27,7 +28,8 @@ class LocalStore(StateStore):
         self.url = f"file://{self.root}"
 
     def _dir(self, cluster: str) -> Path:
-        return self.root / "clusters" / cluster
+        """The cluster's folder; every path of the store is built here, from a checked name."""
+        return self.root / "clusters" / check_cluster_name(cluster)
 
     def _path(self, cluster: str, key: str) -> Path:
         p = (self._dir(cluster) / key).resolve()
@@ -39,7 +41,8 @@ class LocalStore(StateStore):
         base = self.root / "clusters"
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if (p / "spec.yaml").is_file())
+        return sorted(p.name for p in base.iterdir()
+                      if is_valid(p.name, CLUSTER_NAME_MAX) and (p / "spec.yaml").is_file())
 
     def exists(self, cluster: str, key: str = "spec.yaml") -> bool:
         return self._path(cluster, key).exists()

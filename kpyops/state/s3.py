@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 from kpyops.clouds.aws.errors import AwsError
 from kpyops.clouds.aws.session import AwsSession
+from kpyops.spec.names import CLUSTER_NAME_MAX, check_cluster_name, is_valid
 from kpyops.state.base import SPEC, ClusterNotFound, LockHeld, StateError, StateStore
 
 LOCK_KEY = ".lock"
@@ -40,9 +41,8 @@ class S3Store(StateStore):
 
     # keys ---------------------------------------------------------------------------
     def _root(self, cluster: str) -> str:
-        if not cluster or "/" in cluster:
-            raise StateError(f"bad cluster name {cluster!r}")
-        return f"{self.prefix}clusters/{cluster}/"
+        """The cluster's key prefix; every key of the store is built here, from a checked name."""
+        return f"{self.prefix}clusters/{check_cluster_name(cluster)}/"
 
     def _key(self, cluster: str, key: str) -> str:
         parts = key.split("/")
@@ -96,7 +96,7 @@ class S3Store(StateStore):
         names = set()
         for key in self._keys(base):
             name, _, rest = key[len(base):].partition("/")
-            if rest == SPEC:
+            if rest == SPEC and is_valid(name, CLUSTER_NAME_MAX):
                 names.add(name)
         return sorted(names)
 
@@ -121,8 +121,9 @@ class S3Store(StateStore):
             raise StateError(f"state store {self.url}: {err}") from None
 
     def write(self, cluster: str, key: str, data: bytes, *, secret: bool = False) -> None:
+        full = self._key(cluster, key)  # a bad name or key is refused before any call
         self.ensure_bucket()
-        self._call("put_object", Bucket=self.bucket, Key=self._key(cluster, key), Body=data,
+        self._call("put_object", Bucket=self.bucket, Key=full, Body=data,
                    ServerSideEncryption="AES256")
 
     def delete(self, cluster: str, key: str) -> None:
@@ -144,8 +145,8 @@ class S3Store(StateStore):
 
     @contextlib.contextmanager
     def lock(self, cluster: str, *, purpose: str) -> Iterator[None]:
-        self.ensure_bucket()
         key = self._root(cluster) + LOCK_KEY
+        self.ensure_bucket()
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
                   "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:

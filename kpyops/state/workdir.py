@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from kpyops.spec.names import check_cluster_name
 from kpyops.state.base import (
     BACKUPS_DIR,
     INVENTORY_DIR,
@@ -30,10 +31,15 @@ PULLED = (INVENTORY_DIR, SSH_DIR, PKI_DIR, SECRETS_DIR)
 PUSHED = (PKI_DIR, SECRETS_DIR, BACKUPS_DIR)
 
 
+def cache_dir(name: str) -> Path:
+    """The private cache folder of a cluster kept in a remote store (a checked name only)."""
+    return Path.home() / ".cache" / "kpyops" / "clusters" / check_cluster_name(name)
+
+
 def workdir(store: StateStore, name: str) -> Path:
     """The folder holding the cluster's files for Ansible (the store's own, if local)."""
     path = store.local_path(name)
-    return Path(path) if path else Path.home() / ".cache" / "kpyops" / "clusters" / name
+    return Path(path) if path else cache_dir(name)
 
 
 def _write_private(path: Path, data: bytes) -> None:
