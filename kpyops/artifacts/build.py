@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -128,11 +129,9 @@ def build(
             cmd += ["-tags", ",".join(component.tags)]
         cmd += ["-ldflags", *ldflags(component, version), *[p.package for p in programs]]
         _go_streaming(cmd, cwd=folder, env=env, progress=progress, label=component.name)
-        # `go build -o dir/` names each binary after its package's last element
         for p in programs:
-            built = tmp / p.package.rsplit("/", 1)[-1]
-            if p.package.rsplit("/", 1)[-1] != p.name:
-                built.rename(tmp / p.name)
+            if go_binary_name(p.package) != p.name:
+                (tmp / go_binary_name(p.package)).rename(tmp / p.name)
         sha = {n: hashlib.sha256((tmp / n).read_bytes()).hexdigest() for n in names}
         seconds = round(time.monotonic() - start, 1)
         (tmp / "build.json").write_text(json.dumps(
@@ -145,6 +144,15 @@ def build(
         shutil.rmtree(tmp, ignore_errors=True)
     progress(f"built {component.name} {version} in {seconds:.0f}s")
     return Built(component, version, out, sha, seconds, cached=False)
+
+
+def go_binary_name(package: str) -> str:
+    """The name `go build -o dir/` gives a main package: its last path element, or the one
+    before a major-version suffix (go.etcd.io/etcd/server/v3 -> server)."""
+    parts = package.split("/")
+    if len(parts) > 1 and re.fullmatch(r"v[0-9]+", parts[-1]):
+        return parts[-2]
+    return parts[-1]
 
 
 def _go(args: list[str], *, cwd: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import zlib
 
+from kpyops.artifacts.catalog import CNI, CONTAINERD, RUNC
 from kpyops.spec.errors import SpecError
 from kpyops.spec.model import (
     Artifact,
@@ -26,7 +27,7 @@ DEFAULT_NODE_GROUP = "node"
 # missing sha256 means the published "<url>.sha256" file is fetched and checked instead.
 DEFAULT_ARTIFACTS: dict[str, tuple[str, str]] = {
     "etcd": (
-        "3.5.16",
+        "{etcd}",
         "https://github.com/etcd-io/etcd/releases/download/v{version}/"
         "etcd-v{version}-linux-amd64.tar.gz",
     ),
@@ -43,6 +44,17 @@ DEFAULT_ARTIFACTS: dict[str, tuple[str, str]] = {
     "kube-scheduler": (
         "{k8s}",
         "https://dl.k8s.io/release/v{version}/bin/linux/amd64/kube-scheduler",
+    ),
+    "containerd": (
+        CONTAINERD.version(),
+        "https://github.com/containerd/containerd/releases/download/v{version}/"
+        "containerd-{version}-linux-amd64.tar.gz",
+    ),
+    "runc": (RUNC.version(), "https://github.com/opencontainers/runc/releases/download/v{version}/runc.amd64"),
+    "cni-plugins": (
+        CNI.version(),
+        "https://github.com/containernetworking/plugins/releases/download/v{version}/"
+        "cni-plugins-linux-amd64-v{version}.tgz",
     ),
 }
 KUBELET_DEFAULTS = KubeletSettings(
@@ -65,12 +77,18 @@ KUBELET_DEFAULTS = KubeletSettings(
 
 # Local clusters' files repository: the second address of their network, on this port.
 LOCAL_FILES_PORT = 8080
-# Debian bookworm's etcd, which the local files repository is built from.
-LOCAL_ETCD_VERSION = "3.4.23"
+# Where local hosts pull images: the registry beside the files repository.
+LOCAL_REGISTRY_PORT = 5000
+# Images the cluster pulls from this registry; local clusters mirror it to their own.
+UPSTREAM_REGISTRY = "registry.k8s.io"
 
 
 def local_files_url(subnet: ipaddress.IPv4Network) -> str:
     return f"http://{subnet.network_address + 2}:{LOCAL_FILES_PORT}"
+
+
+def local_registry_url(subnet: ipaddress.IPv4Network) -> str:
+    return f"http://{subnet.network_address + 2}:{LOCAL_REGISTRY_PORT}"
 
 
 def local_subnet(name: str) -> ipaddress.IPv4Network:
@@ -99,12 +117,23 @@ def complete(cluster: Cluster) -> Cluster:
             if s.local.subnet.overlaps(cidr):
                 raise SpecError("spec.local.subnet", f"{s.local.subnet} overlaps {label} {cidr}")
         addresses = iter(list(s.local.subnet.hosts())[9:])
-        # No release server is reachable from local machines: artifacts come from the
-        # cluster's own files repository (built from Debian's packages), etcd at Debian's version.
+        # No release server is reachable from local machines: binaries come from the
+        # cluster's own files repository and images from the registry beside it, both
+        # filled by `kpyops artifacts` from Go modules (the air-gapped path).
         if s.artifacts.files_repository is None:
             s.artifacts.files_repository = local_files_url(s.local.subnet)
-        if "version" not in s.etcd.model_fields_set:
-            s.etcd.version = LOCAL_ETCD_VERSION
+        mirrors = s.container_runtime.registry_mirrors
+        if UPSTREAM_REGISTRY not in mirrors:
+            s.container_runtime.registry_mirrors = {
+                **mirrors, UPSTREAM_REGISTRY: [local_registry_url(s.local.subnet)]
+            }
+        # The test hosts share this machine's kernel, whose cgroups are v1 (hybrid):
+        # kubelet 1.35+ refuses that unless told not to. Only local clusters say so.
+        if s.kubelet.fail_cgroup_v1 is None:
+            s.kubelet.fail_cgroup_v1 = False
+        # ... and kpyops leaves that shared kernel's own tunables alone.
+        if s.kubelet.protect_kernel_defaults is None:
+            s.kubelet.protect_kernel_defaults = False
         # Local machines share this machine's kernel, which a container cannot load IPVS
         # into: the proxy runs in iptables mode unless the spec asks otherwise.
         if "mode" not in s.kube_proxy.model_fields_set:
@@ -179,9 +208,8 @@ def complete(cluster: Cluster) -> Cluster:
     # Artifacts: every binary named, with its version and source
     for art, (version, url) in DEFAULT_ARTIFACTS.items():
         if art not in s.artifacts.items:
-            v = s.kubernetes_version if version == "{k8s}" else (etcd.version if art == "etcd" else version)
-            local_etcd = s.cloud == "local" and art == "etcd"
-            s.artifacts.items[art] = Artifact(version=v, url=None if local_etcd else url)
+            v = {"{k8s}": s.kubernetes_version, "{etcd}": etcd.version}.get(version, version)
+            s.artifacts.items[art] = Artifact(version=v, url=None if s.cloud == "local" else url)
 
     check_unique_hosts(c)
     return Cluster.model_validate(c.model_dump(by_alias=True))

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kpyops.artifacts.catalog import COREDNS, ETCD, KUBERNETES, PAUSE
 from kpyops.spec.names import CLUSTER_NAME_MAX, DNS_LABEL, HOST_NAME_MAX, NODE_GROUP_NAME_MAX
 
 API_VERSION = "kpyops.io/v1alpha1"
@@ -157,7 +158,7 @@ class Etcd(Model):
     hosts: list[Host] = Field(
         default_factory=list, description="Dedicated etcd hosts; empty = on the control planes"
     )
-    version: str = Field(default="3.5.16", pattern=r"^\d+\.\d+\.\d+$")
+    version: str = Field(default_factory=ETCD.version, pattern=r"^\d+\.\d+\.\d+$")
     backup: EtcdBackup = Field(default_factory=EtcdBackup)
     tuning: EtcdTuning = Field(default_factory=EtcdTuning)
 
@@ -198,6 +199,18 @@ class KubeletSettings(Model):
     eviction_soft: dict[str, str] | None = None
     eviction_soft_grace_period: dict[str, str] | None = None
     max_pods: int | None = Field(default=None, ge=10, le=2500)
+    protect_kernel_defaults: bool | None = Field(
+        default=None,
+        description="kubelet refuses to start when kernel tunables differ from what it needs "
+        "(CIS 4.2.6; kpyops sets them); local clusters set false: their hosts share this "
+        "machine's kernel, whose tunables kpyops does not change",
+    )
+    fail_cgroup_v1: bool | None = Field(
+        default=None,
+        alias="failCgroupV1",
+        description="kubelet 1.35+ refuses a cgroup v1 (or hybrid) host unless false; local "
+        "clusters set false (test hosts share this machine's hybrid kernel)",
+    )
 
     @model_validator(mode="after")
     def _static_needs_reservation(self) -> KubeletSettings:
@@ -256,7 +269,7 @@ class KubeProxy(Model):
 
 class Dns(Model):
     provider: Literal["coredns"] = "coredns"
-    version: str = "1.11.3"
+    version: str = Field(default_factory=COREDNS.version)
     cluster_dns: ipaddress.IPv4Address | None = Field(
         default=None,
         alias="clusterDNS",
@@ -320,7 +333,8 @@ class ContainerRuntime(Model):
     """containerd on every host: the sandbox (pause) image and registry mirrors."""
 
     pause_image: str = Field(
-        default="registry.k8s.io/pause:3.10", description="Sandbox image kubelet pods start with"
+        default_factory=lambda: f"registry.k8s.io/pause:{PAUSE.version()}",
+        description="Sandbox image kubelet pods start with",
     )
     registry_mirrors: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -435,7 +449,7 @@ class Aws(Model):
 
 
 class ClusterSpec(Model):
-    kubernetes_version: str = Field(default="1.35.0", pattern=r"^1\.\d+\.\d+$")
+    kubernetes_version: str = Field(default_factory=KUBERNETES.version, pattern=r"^1\.\d+\.\d+$")
     cloud: Literal["local", "baremetal", "aws"] = "local"
     networking: Networking = Field(default_factory=Networking)
     control_plane: ControlPlane = Field(default_factory=ControlPlane)

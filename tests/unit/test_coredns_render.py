@@ -10,6 +10,7 @@ import yaml
 from k8sref import validate_object
 from rolerender import Inventory, RoleRenderer
 
+from kpyops.artifacts.catalog import COREDNS
 from kpyops.spec.complete import complete
 from kpyops.spec.errors import SpecError
 from kpyops.spec.io import parse
@@ -114,7 +115,7 @@ def test_deployment_hardening_and_availability():
     assert anti["labelSelector"]["matchLabels"] == dep["selector"]["matchLabels"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     c = pod["containers"][0]
-    assert c["image"] == "registry.k8s.io/coredns/coredns:v1.11.3"
+    assert c["image"] == f"registry.k8s.io/coredns/coredns:v{COREDNS.version()}"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["capabilities"] == {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}

@@ -46,15 +46,21 @@ def test_group_vars_come_from_the_spec():
     assert hosts["kernel_modules_load"] is False and hosts["bootstrap_swapoff"] is False
 
 
-def test_local_cloud_writes_kubelet_files_without_starting_it():
-    local = rendered(base(cloud="local"))["group_vars/all/cloud.yml"]
-    assert local["kubelet_start"] is False and local["kube_binaries_skip_download"] is True
-    # elsewhere the role defaults hold: binaries fetched, kubelet started
+def test_local_clusters_run_kubelet_with_their_concessions_in_the_spec():
+    """Local hosts run the real binaries: no skip switches in group_vars; what they need
+    that production does not (cgroup v1 allowed, the local registry mirror) is in the
+    completed spec, and from there in group_vars, nowhere else."""
+    local = rendered(base(cloud="local"))
+    assert set(local["group_vars/all/cloud.yml"]) == {"kpyops_proxy_services_dir"}
+    assert all(g["kubelet"]["failCgroupV1"] is False for g in local["group_vars/all/cluster.yml"]["kpyops_node_groups"].values())
+    mirrors = local["group_vars/all/containerd.yml"]["kpyops_container_runtime"]["registryMirrors"]
+    assert list(mirrors) == ["registry.k8s.io"] and mirrors["registry.k8s.io"][0].endswith(":5000")
     metal = rendered(base(cloud="baremetal",
                           controlPlane={"hosts": [{"name": "cp", "address": "192.0.2.10"}]},
                           nodeGroups=[{"name": "w", "hosts": [{"name": "w1", "address": "192.0.2.30"}]}]))
-    assert "kubelet_start" not in (metal["group_vars/all/cloud.yml"] or {})
-    assert metal["group_vars/all/cloud.yml"]["kpyops_kubernetes_binaries"] is True
+    assert metal["group_vars/all/cloud.yml"] == {}
+    assert all(g["kubelet"]["failCgroupV1"] is None for g in metal["group_vars/all/cluster.yml"]["kpyops_node_groups"].values())
+    assert metal["group_vars/all/containerd.yml"]["kpyops_container_runtime"]["registryMirrors"] == {}
 
 
 def test_dedicated_etcd_hosts_and_bastion():
@@ -92,12 +98,3 @@ def test_ansible_warnings_are_collected_once():
     assert ansible_warnings(lines) == ["WARNING: kernel modules not available on a (kernel 6): ip_vs. Loading is off."]
     assert parse_recap(lines) == {"a": {"ok": 3, "changed": 1, "unreachable": 0, "failed": 0},
                                   "b": {"ok": 3, "changed": 0, "unreachable": 0, "failed": 0}}
-
-
-def test_changed_tasks_names_host_and_task():
-    from kpyops.run.ansible import changed_tasks
-
-    lines = ["TASK [kernel_modules : sysctls | Apply values] ****", "skipping: [a]",
-             "changed: [b] => (item=net.ipv4.ip_forward=1 (running: 0))",
-             "changed: [b] => (item=other)", "TASK [bootstrap : time | Enable] ***", "ok: [a]"]
-    assert changed_tasks(lines) == [("b", "kernel_modules : sysctls | Apply values")]

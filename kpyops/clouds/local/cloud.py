@@ -7,20 +7,22 @@ Ansible connects over real SSH with host-key checking on.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from kpyops.artifacts.images import build_and_push
+from kpyops.artifacts.needs import build_for, missing_files
 from kpyops.clouds.base import Change, Cloud
-from kpyops.clouds.local.files import FILES_DIR, PORT, ensure_etcd
+from kpyops.clouds.local.files import FILES_DIR, PORT, REGISTRY_PORT, port_open, start_files_server
 from kpyops.clouds.local.image import ensure_image
-from kpyops.clouds.local.podman import RUNTIME, ULIMITS, Podman
+from kpyops.clouds.local.podman import Podman
 from kpyops.clouds.local.sshkey import ensure_ssh_key
 from kpyops.spec.complete import all_hosts, local_files_url
 from kpyops.spec.model import Cluster
 
 LABEL = "kpyops.io/cluster"
+CONTAINERD_ROOT = "/var/lib/containerd"
 KNOWN_HOSTS = "ssh/known_hosts"
 BOOT_TIMEOUT_S = 120
 # ansible.cfg's control_path_dir, with ssh's %C (hash of local host, remote host, port, user)
@@ -63,6 +65,9 @@ class LocalCloud(Cloud):
         if files and (files_container is None or files_container.get("State") != "running"):
             changes.append(Change("create", "files-server", files[0],
                                   {"address": (None, files[1]), "serves": (None, str(FILES_DIR))}))
+        elif files and missing_files(cluster):
+            changes.append(Change("modify", "files-server", files[0],
+                                  {"serves": (None, ", ".join(missing_files(cluster)))}))
         changes += [Change("delete", "container", n) for n in existing if n not in wanted]
         return changes
 
@@ -91,8 +96,12 @@ class LocalCloud(Cloud):
                 self.podman.start_host(
                     name=ch.name, image=image, network=net,
                     ip=self._wanted(cluster)[ch.name], labels={LABEL: cluster.name},
+                    # containerd's overlayfs snapshots cannot sit on the container's own
+                    # overlay root: an anonymous volume (removed with the host) holds them
+                    volumes=[CONTAINERD_ROOT],
                 )
             elif ch.action == "modify":
+                self.progress(f"starting host {ch.name} (it was {ch.fields['state'][0]})")
                 self.podman.run(["start", ch.name])
             elif ch.action == "delete":
                 self.progress(f"removing host {ch.name}")
@@ -116,15 +125,16 @@ class LocalCloud(Cloud):
 
     # -- helpers -------------------------------------------------------------------------
     def _start_files_server(self, cluster: Cluster, image: str, net: str) -> None:
-        """The cluster's offline files repository: FILES_DIR served read-only over HTTP."""
+        """The cluster's files repository and registry, filled with what the spec needs
+        (built from Go modules on first use, then cached)."""
         name, ip = files_host(cluster)
-        etcd = cluster.spec.artifacts.items["etcd"]
-        if etcd.url is None:
-            self.progress(f"building etcd {etcd.version} for the files repository from Debian's packages")
-            ensure_etcd(etcd.version)
-        self.progress(f"starting files repository {name} ({ip}:{PORT})")
-        start_files_server(self.podman, name=name, ip=ip, image=image, network=net,
-                           labels={LABEL: cluster.name})
+        built = build_for(cluster, progress=self.progress)
+        if not port_open(ip, PORT) or not port_open(ip, REGISTRY_PORT):
+            self.progress(f"starting files repository and registry {name} ({ip}:{PORT}, :{REGISTRY_PORT})")
+            start_files_server(self.podman, name=name, ip=ip, image=image, network=net,
+                               labels={LABEL: cluster.name})
+        for b in built:
+            build_and_push(b, f"{ip}:{REGISTRY_PORT}", progress=self.progress)
 
     def _remove_host(self, name: str) -> None:
         """Remove a host and end Ansible's persistent SSH connection to its address, so a
@@ -151,31 +161,13 @@ class LocalCloud(Cloud):
         self.store.write_text(cluster.name, KNOWN_HOSTS, "\n".join(lines) + "\n")
 
 
-def start_files_server(podman: Podman, *, name: str, ip: str, image: str, network: str,
-                       labels: dict[str, str], files_dir: Path = FILES_DIR) -> None:
-    """A files repository: files_dir served read-only over HTTP on ip:PORT, once it answers."""
-    podman.remove_container(name)
-    podman.run([
-        "run", "--detach", "--name", name, "--hostname", name, f"--runtime={RUNTIME}",
-        *[a for u in ULIMITS for a in ("--ulimit", u)],
-        "--network", network, "--ip", ip, *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")],
-        "--volume", f"{files_dir}:/srv:ro", "--read-only",
-        image, "python3", "-m", "http.server", "--directory", "/srv", str(PORT),
-    ])
-    deadline = time.monotonic() + 30
-    while not _port_open(ip, PORT):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"files repository {name} did not answer on {ip}:{PORT}")
-        time.sleep(0.3)
-
-
 def wait_booted(podman: Podman, name: str, ip: str, timeout: float = BOOT_TIMEOUT_S) -> None:
     """Wait for a host's systemd to be up (running or degraded) and its sshd to answer."""
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
         state = podman.exec(name, ["systemctl", "is-system-running"], check=False).strip()
-        if state in ("running", "degraded") and _port_open(ip, 22):
+        if state in ("running", "degraded") and port_open(ip, 22):
             return
         time.sleep(0.5)
     raise RuntimeError(f"host {name} did not boot within {timeout}s (systemd: {state!r})")
@@ -190,11 +182,3 @@ def files_host(cluster: Cluster) -> tuple[str, str] | None:
     if cluster.spec.artifacts.files_repository != local_files_url(local.subnet):
         return None
     return f"{cluster.name}-files", ip
-
-
-def _port_open(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=1):
-            return True
-    except OSError:
-        return False

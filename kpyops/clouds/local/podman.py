@@ -67,6 +67,10 @@ class Podman:
         args = [
             "run", "--detach", "--name", name, "--hostname", name,
             "--systemd=always", "--privileged", f"--runtime={RUNTIME}",
+            # its own cgroup namespace: on this cgroup v1 kernel podman shares the
+            # machine's by default, and kubelet would then make its cgroups at the
+            # machine's root instead of inside the host's
+            "--cgroupns=private",
             "--network", network, "--ip", ip,
         ]
         for u in ULIMITS:
@@ -81,4 +85,4 @@ class Podman:
         return self.run(["exec", name, *command], check=check)
 
     def remove_container(self, name: str) -> None:
-        self.run(["rm", "--force", "--time", "0", name], check=False)
+        self.run(["rm", "--force", "--volumes", "--time", "0", name], check=False)

@@ -1,9 +1,8 @@
 """A lab of three etcd test hosts plus an offline files repository, driven by real playbooks.
 
 The hosts are those of a local cluster spec with three control planes (see ``lab.PodmanLab``,
-tests/integration/lab.py). The etcd tarball is the local cloud's, built from Debian's
-etcd-server/etcd-client packages (``kpyops.clouds.local.files.ensure_etcd``) into the lab's
-own files folder and served by a container on the lab network the way the local cloud serves
+tests/integration/lab.py). The etcd tarball is the local cloud's, built from Go modules
+(``kpyops.clouds.local.files.ensure_etcd``) and published into the lab's own files folder and served by a container on the lab network the way the local cloud serves
 it, so the download role's fetch-and-verify path is the real one.
 Every container and network is named ``kpe...`` and removed by ``EtcdLab.destroy``.
 """
@@ -15,19 +14,16 @@ from pathlib import Path
 
 from lab import PodmanLab
 
-from kpyops.clouds.local.cloud import start_files_server
-from kpyops.clouds.local.files import PORT, ensure_etcd
-from kpyops.spec.complete import LOCAL_ETCD_VERSION
+from kpyops.clouds.local.files import PORT, ensure_etcd, start_files_server
 
 
 class EtcdLab(PodmanLab):
     prefix = "kpe"
-    tools = ("apt-get", "dpkg")  # ensure_etcd fetches and unpacks Debian's packages
+    tools = ("go",)  # ensure_etcd builds etcd from Go modules (cached after the first time)
 
     def __init__(self, name: str, workdir: Path, subnet: str):
         self.files_dir = workdir / "files"
-        self.version = LOCAL_ETCD_VERSION
-        self.tarball = ensure_etcd(self.version, self.files_dir)
+        self.version, self.tarball = ensure_etcd(self.files_dir)
         self.sha256 = self.tarball.with_name(self.tarball.name + ".sha256").read_text().split()[0]
         self.files_host = f"{name}-files"
         self.files_ip = f"{subnet.rsplit('.', 1)[0]}.2"
@@ -53,7 +49,8 @@ class EtcdLab(PodmanLab):
     def create(self, only: list[str] | None = None) -> None:
         super().create(only)
         start_files_server(self.podman, name=self.files_host, ip=self.files_ip, image=self.image,
-                           network=self.network, labels={}, files_dir=self.files_dir)
+                           network=self.network, labels={}, files_dir=self.files_dir,
+                           registry_dir=None)
 
     # the etcd tests read exit codes and stderr: a script's whole CompletedProcess
     sh = PodmanLab.exec
