@@ -131,6 +131,9 @@ def complete(cluster: Cluster) -> Cluster:
         # kubelet 1.35+ refuses that unless told not to. Only local clusters say so.
         if s.kubelet.fail_cgroup_v1 is None:
             s.kubelet.fail_cgroup_v1 = False
+        # Containers on this machine cannot lower an OOM score (no CAP_SYS_RESOURCE).
+        if "restrict_oom_score_adj" not in s.container_runtime.model_fields_set:
+            s.container_runtime.restrict_oom_score_adj = True
         # ... and kpyops leaves that shared kernel's own tunables alone.
         if s.kubelet.protect_kernel_defaults is None:
             s.kubelet.protect_kernel_defaults = False

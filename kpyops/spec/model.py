@@ -69,6 +69,10 @@ class Networking(Model):
         description="Service addresses; at least /24 so the DNS address (10th) and growth fit",
     )
     cluster_domain: str = Field(default="cluster.local", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    cni: Literal["bridge"] = Field(
+        default="bridge",
+        description="Pod network plugin: bridge (CNI bridge + host-local, routes between nodes)",
+    )
     dual_stack: DualStack = Field(default_factory=DualStack)
 
     @field_validator("service_cidr")
@@ -335,6 +339,13 @@ class ContainerRuntime(Model):
     pause_image: str = Field(
         default_factory=lambda: f"registry.k8s.io/pause:{PAUSE.version()}",
         description="Sandbox image kubelet pods start with",
+    )
+    restrict_oom_score_adj: bool = Field(
+        default=False,
+        alias="restrictOOMScoreAdj",
+        description="Never give a container a lower OOM score adjustment than containerd's own "
+        "(needed where lowering it is not allowed); local clusters set true: their hosts lack "
+        "CAP_SYS_RESOURCE",
     )
     registry_mirrors: dict[str, list[str]] = Field(
         default_factory=dict,
