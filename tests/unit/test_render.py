@@ -51,7 +51,8 @@ def test_local_clusters_run_kubelet_with_their_concessions_in_the_spec():
     that production does not (cgroup v1 allowed, the local registry mirror) is in the
     completed spec, and from there in group_vars, nowhere else."""
     local = rendered(base(cloud="local"))
-    assert set(local["group_vars/all/cloud.yml"]) == {"kpyops_proxy_services_dir"}
+    # the proxy watches the API server on local clusters too (no directory source)
+    assert local["group_vars/all/cloud.yml"] == {}
     assert all(g["kubelet"]["failCgroupV1"] is False for g in local["group_vars/all/cluster.yml"]["kpyops_node_groups"].values())
     mirrors = local["group_vars/all/containerd.yml"]["kpyops_container_runtime"]["registryMirrors"]
     assert list(mirrors) == ["registry.k8s.io"] and mirrors["registry.k8s.io"][0].endswith(":5000")

@@ -8,8 +8,8 @@ watch ERROR event) means that version was compacted away, so it relists. Failure
 exponentially with jitter. Objects labelled for another proxy or as headless are filtered by
 the server, with kube-proxy's label selector.
 
-Connection settings come from a kubeconfig or the in-cluster service account, loaded with the
-``kubernetes`` package; the requests themselves are plain HTTP(S) with urllib3.
+Connection settings come from a kubeconfig or the in-cluster service account
+(:mod:`kpyops.proxy.kubeconfig`); the requests themselves are plain HTTP(S) with urllib3.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import urllib3
 
+from kpyops.proxy.kubeconfig import Connection, in_cluster, load_kubeconfig
 from kpyops.proxy.objects import LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME
 from kpyops.proxy.sources import SourceHandler
 from kpyops.proxy.sources.store import ObjectStore
@@ -51,38 +52,41 @@ class ApiClient:
     host: str
     headers: dict[str, str] = field(default_factory=dict)
     pool: urllib3.PoolManager = field(default_factory=urllib3.PoolManager)
+    token_file: str | None = None  # a bearer token read again for every request
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> ApiClient:
         """From a kubeconfig file, or in-cluster settings when ``path`` is None."""
-        from kubernetes import client, config
+        return cls.from_connection(load_kubeconfig(path) if path else in_cluster())
 
-        cfg = client.Configuration()
-        if path:
-            config.load_kube_config(config_file=path, client_configuration=cfg)
-        else:
-            config.load_incluster_config(client_configuration=cfg)
-        headers = {}
-        token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
-        if token:
-            prefix = cfg.api_key_prefix.get("authorization", "")
-            headers["Authorization"] = (
-                token if token.startswith("Bearer") else f"{prefix or 'Bearer'} {token}"
-            )
-        pool = urllib3.PoolManager(
-            cert_reqs="CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE",
-            ca_certs=cfg.ssl_ca_cert,
-            cert_file=cfg.cert_file,
-            key_file=cfg.key_file,
-        )
-        return cls(cfg.host.rstrip("/"), headers, pool)
+    @classmethod
+    def from_connection(cls, conn: Connection) -> ApiClient:
+        headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+        tls: dict[str, object] = {"cert_reqs": "CERT_REQUIRED" if conn.verify else "CERT_NONE"}
+        if conn.verify and conn.ca_file:
+            tls["ca_certs"] = conn.ca_file
+        if conn.tls_server_name:
+            tls["server_hostname"] = conn.tls_server_name
+        if conn.cert_file:
+            tls.update(cert_file=conn.cert_file, key_file=conn.key_file)
+        return cls(conn.server, headers, urllib3.PoolManager(**tls), conn.token_file)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", **self.headers}
+        if self.token_file:
+            try:
+                with open(self.token_file) as f:
+                    headers["Authorization"] = f"Bearer {f.read().strip()}"
+            except OSError as err:
+                log.warning("cannot read the token file: %s", err)
+        return headers
 
     def _request(self, path: str, params: dict[str, str], timeout: urllib3.Timeout, stream: bool):
         resp = self.pool.request(
             "GET",
             self.host + path,
             fields=params,
-            headers={"Accept": "application/json", **self.headers},
+            headers=self._headers(),
             timeout=timeout,
             preload_content=not stream,
             retries=False,

@@ -7,6 +7,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
 from rolerender import ROLES
 
 SCRIPT = ROLES / "kpyops_proxy" / "files" / "wheelhouse.py"
@@ -27,7 +29,28 @@ def test_pins_use_the_control_machine_versions_in_pip_freeze_spelling():
     assert wheelhouse.pin("prometheus_client") == (
         f"prometheus-client=={importlib.metadata.version('prometheus_client')}"
     )
-    assert wheelhouse.pin("no-such-package-kpb") == "no-such-package-kpb"
+
+
+def test_requirements_are_the_proxy_extra_and_what_it_needs_in_turn(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        "[project]\nname = 'kpyops'\n[project.optional-dependencies]\n"
+        "proxy = ['urllib3>=2', 'click; python_version < \"3\"', 'PyYAML']\n"
+    )
+    reqs = wheelhouse.proxy_requirements(tmp_path)
+    # markers are evaluated here; names come out as pip freeze spells them
+    assert wheelhouse.closure(reqs) == ["pyyaml", "urllib3"]
+    assert wheelhouse.closure(reqs, skip={"PyYAML"}) == ["urllib3"]
+    # a requirement this machine lacks, or at another version, is named
+    with pytest.raises(SystemExit, match="no-such-package-kpb"):
+        wheelhouse.closure([Requirement("no-such-package-kpb")])
+    with pytest.raises(SystemExit, match=r"urllib3>=999, .* is installed here"):
+        wheelhouse.closure([Requirement("urllib3>=999")])
+
+
+def test_a_project_without_the_proxy_extra_is_refused(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'kpyops'\n")
+    with pytest.raises(SystemExit, match=r"optional-dependencies\.proxy"):
+        wheelhouse.proxy_requirements(tmp_path)
 
 
 def test_tree_hash_follows_the_code_not_the_caches(tmp_path):
