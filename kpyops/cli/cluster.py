@@ -10,6 +10,7 @@ from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error
 from kpyops.clouds.base import CloudError
 from kpyops.run.ansible import PlaybookFailed, ansible_warnings, changed_tasks
 from kpyops.spec import SpecError, complete, loads, parse, to_data
+from kpyops.spec.complete import DEFAULT_NODE_GROUP
 from kpyops.state import ClusterNotFound, LockHeld, StateError, open_store
 
 
@@ -19,7 +20,7 @@ def _store(ctx: click.Context):
 
 def _spec_from_flags(name: str, file, cloud, control_planes, nodes, k8s_version, proxy_mode):
     """The user's spec: a file, or flags; flags given next to a file override it."""
-    data = to_data(loads(file.read()), full=False) if file else {}
+    data = to_data(loads(file), full=False) if file else {}
     data.setdefault("apiVersion", "kpyops.io/v1alpha1")
     data.setdefault("kind", "Cluster")
     data["metadata"] = {**data.get("metadata", {}), "name": name}
@@ -29,7 +30,9 @@ def _spec_from_flags(name: str, file, cloud, control_planes, nodes, k8s_version,
     if control_planes is not None:
         spec.setdefault("controlPlane", {})["count"] = control_planes
     if nodes is not None:
-        groups = spec.setdefault("nodeGroups", [{"name": "node"}])
+        groups = spec.setdefault("nodeGroups", [])
+        if not groups:  # none listed (or an empty list): the default group gets the count
+            groups.append({"name": DEFAULT_NODE_GROUP})
         groups[0]["count"] = nodes
     if k8s_version:
         spec["kubernetesVersion"] = k8s_version
@@ -124,7 +127,7 @@ def update_cluster(ctx, name, file, yes, check_hosts) -> None:
     """Show what would change; with --yes, apply it and converge."""
     store = _store(ctx)
     try:
-        user = loads(file.read()) if file else lifecycle.load_cluster(store, name, completed=False)
+        user = loads(file) if file else lifecycle.load_cluster(store, name, completed=False)
         if user.name != name:
             raise SpecError("metadata.name", f"is {user.name!r}, expected {name!r}")
         if not store.exists(name):

@@ -39,8 +39,9 @@ def fail(message: str, code: int = EXIT_FAILED) -> None:
 
 
 def spec_error(err: SpecError) -> None:
-    for field, rule in err.problems:
-        say(("error:", "bold red"), " ", f"{field}: {rule}")
+    """Each problem on its own line (the first 20, then how many more), and exit 2."""
+    for line in err.lines():
+        say(("error:", "bold red"), " ", line)
     say("nothing was changed")
     sys.exit(EXIT_SPEC)
 

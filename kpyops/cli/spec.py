@@ -30,7 +30,7 @@ def schema() -> None:
 def render(file, out, with_hosts) -> None:
     """Render an inventory's group_vars (and hosts.yml) from a spec, without a state store."""
     try:
-        cluster = complete(loads(file.read()))
+        cluster = complete(loads(file))
     except SpecError as err:
         spec_error(err)
     for rel, text in render_inventory(cluster).items():

@@ -10,9 +10,13 @@ from __future__ import annotations
 import ipaddress
 import zlib
 
+from pydantic import ValidationError
+
 from kpyops.artifacts.catalog import CNI, CONTAINERD, RUNC
 from kpyops.spec.errors import SpecError
 from kpyops.spec.model import (
+    MAX_NODES,
+    NODE_POD_PREFIX,
     Artifact,
     Cluster,
     Host,
@@ -96,27 +100,70 @@ def local_subnet(name: str) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"10.213.{zlib.crc32(name.encode()) % 250 + 1}.0/24")
 
 
-def merge_kubelet(base: KubeletSettings, override: KubeletSettings) -> KubeletSettings:
+def merge_kubelet(base: KubeletSettings, override: KubeletSettings, path: str = "spec.kubelet"
+                  ) -> KubeletSettings:
+    """``override`` over ``base``; the merged settings are checked as a whole (e.g. a static
+    CPU policy needs CPUs reserved), their problems named under ``path``."""
     data = base.model_dump(exclude_none=True)
     data.update(override.model_dump(exclude_none=True))
-    return KubeletSettings.model_validate(data)
+    try:
+        return KubeletSettings.model_validate(data)
+    except ValidationError as err:
+        raise SpecError.from_validation_error(err, prefix=path) from None
+
+
+# Local machines get addresses from the subnet's 10th on (the first ones are the gateway,
+# the files repository and registry, and room for more).
+LOCAL_FIRST_HOST = 10
+
+
+def local_addresses(subnet: ipaddress.IPv4Network) -> range:
+    """Offsets in the subnet of the addresses local machines may have, lowest first (up to,
+    not including, the broadcast address): a range, whatever the subnet's size."""
+    return range(LOCAL_FIRST_HOST, max(LOCAL_FIRST_HOST, subnet.num_addresses - 1))
+
+
+def machines_to_place(cluster: Cluster) -> int:
+    """How many machines completion names and addresses (those not listed as hosts)."""
+    s = cluster.spec
+    cp = s.control_plane
+    n = 0 if cp.hosts else (cp.count or 1)
+    groups = s.node_groups or [NodeGroup(name=DEFAULT_NODE_GROUP, count=2)]
+    return n + sum(g.count if g.count is not None else 1 for g in groups if not g.hosts)
 
 
 def complete(cluster: Cluster) -> Cluster:
-    """Return a new Cluster with every default filled in."""
+    """Return a new Cluster with every default filled in; a SpecError names every problem
+    found (the whole-spec checks run after the defaults are in)."""
+    try:
+        return _complete(cluster)
+    except ValidationError as err:  # the completed spec as a whole, validated once more
+        raise SpecError.from_validation_error(err) from None
+
+
+def _complete(cluster: Cluster) -> Cluster:
     c = cluster.model_copy(deep=True)
     s = c.spec
     name = c.metadata.name
+    problems: list[tuple[str, str]] = []
 
     # Local machines: a subnet and generated hosts with fixed addresses, so that
     # certificates and the inventory are known before a machine exists.
     if s.cloud == "local":
         s.local = s.local or Local()
         s.local.subnet = s.local.subnet or local_subnet(name)
-        for cidr, label in ((s.networking.pod_cidr, "podCIDR"), (s.networking.service_cidr, "serviceCIDR")):
+        for label, cidr in s.networking.ranges():
             if s.local.subnet.overlaps(cidr):
-                raise SpecError("spec.local.subnet", f"{s.local.subnet} overlaps {label} {cidr}")
-        addresses = iter(list(s.local.subnet.hosts())[9:])
+                problems.append(("spec.local.subnet", f"{s.local.subnet} overlaps {label} {cidr}"))
+        free = local_addresses(s.local.subnet)
+        wanted = machines_to_place(c)
+        if wanted > len(free):
+            problems.append(("spec.local.subnet", f"{s.local.subnet} holds {len(free)} machines "
+                             f"(addresses {s.local.subnet.network_address + LOCAL_FIRST_HOST} "
+                             f"up) but the spec has {wanted}: use a larger subnet"))
+        if problems:
+            raise SpecError(problems=problems)
+        addresses = (s.local.subnet.network_address + i for i in free)
         # No release server is reachable from local machines: binaries come from the
         # cluster's own files repository and images from the registry beside it, both
         # filled by `kpyops artifacts` from Go modules (the air-gapped path).
@@ -152,20 +199,21 @@ def complete(cluster: Cluster) -> Cluster:
         count = cp.count or 1
         if addresses is None:
             if s.cloud == "baremetal":
-                raise SpecError("spec.controlPlane.hosts", "bare metal needs its hosts listed")
+                problems.append(("spec.controlPlane.hosts", "bare metal needs its hosts listed"))
         else:
             cp.hosts = [Host(name=f"{name}-cp-{i}", address=next(addresses)) for i in range(1, count + 1)]
     cp.count = len(cp.hosts) if cp.hosts else (cp.count or 1)
     if cp.count == 1 and cp.api_load_balancer.type == "local":
         cp.api_load_balancer.type = "none"
     if cp.api_load_balancer.type == "external" and not cp.api_load_balancer.address:
-        raise SpecError(
-            "spec.controlPlane.apiLoadBalancer.address", "type external needs an address"
+        problems.append(
+            ("spec.controlPlane.apiLoadBalancer.address", "type external needs an address")
         )
 
     # Node groups
     if not s.node_groups:
         s.node_groups = [NodeGroup(name=DEFAULT_NODE_GROUP, count=2)]
+    s.kubelet = merge_kubelet(KUBELET_DEFAULTS, s.kubelet)
     for i, group in enumerate(s.node_groups):
         if not group.hosts:
             if group.count is None:
@@ -176,37 +224,49 @@ def complete(cluster: Cluster) -> Cluster:
                     for j in range(1, group.count + 1)
                 ]
             elif s.cloud == "baremetal" and group.count:
-                raise SpecError(f"spec.nodeGroups[{i}].hosts", "bare metal needs its hosts listed")
+                problems.append((f"spec.nodeGroups[{i}].hosts", "bare metal needs its hosts listed"))
         group.count = len(group.hosts) if group.hosts else group.count
         if s.aws is not None and group.instance_type is None:
             group.instance_type = s.aws.node_instance_type
-        group.kubelet = merge_kubelet(merge_kubelet(KUBELET_DEFAULTS, s.kubelet), group.kubelet)
-    s.kubelet = merge_kubelet(KUBELET_DEFAULTS, s.kubelet)
+        group.kubelet = merge_kubelet(s.kubelet, group.kubelet, f"spec.nodeGroups[{i}].kubelet")
+
+    # Every machine needs a node range of the pod network, and Kubernetes a bounded size.
+    machines = cp.count + sum(g.count or 0 for g in s.node_groups)
+    if machines > MAX_NODES:
+        problems.append(("spec.nodeGroups", f"{machines} machines: Kubernetes supports at most "
+                         f"{MAX_NODES} nodes in a cluster"))
+    pod = s.networking.pod_cidr
+    room = 2 ** (NODE_POD_PREFIX - pod.prefixlen)
+    if machines > room:
+        problems.append(("spec.networking.podCIDR", f"{pod} holds {room} node ranges "
+                         f"(/{NODE_POD_PREFIX}) but the cluster has {machines} machines: use a "
+                         "larger range"))
 
     # etcd: on the control planes unless dedicated hosts are listed
     etcd = s.etcd
     pool = etcd.hosts or cp.hosts
     members = etcd.members or (len(etcd.hosts) if etcd.hosts else cp.count)
     if members % 2 == 0:
-        raise SpecError(
+        problems.append((
             "spec.etcd.members",
             f"{members} etcd members is even: quorum needs an odd count (1, 3, 5 or 7)",
-        )
-    if pool and members > len(pool):
-        raise SpecError(
+        ))
+    elif pool and members > len(pool):
+        problems.append((
             "spec.etcd.members",
             f"{members} members but only {len(pool)} hosts to place them on",
-        )
-    etcd.members = members
-    if etcd.hosts and len(etcd.hosts) != members:
-        raise SpecError("spec.etcd.hosts", f"{len(etcd.hosts)} hosts listed for {members} members")
+        ))
+    elif etcd.hosts and len(etcd.hosts) != members:
+        problems.append(("spec.etcd.hosts", f"{len(etcd.hosts)} hosts listed for {members} members"))
+    else:
+        etcd.members = members
 
     # DNS service address
     svc = s.networking.service_cidr
     if s.dns.cluster_dns is None:
         s.dns.cluster_dns = svc.network_address + 10
     elif s.dns.cluster_dns not in svc:
-        raise SpecError("spec.dns.clusterDNS", f"{s.dns.cluster_dns} is outside serviceCIDR {svc}")
+        problems.append(("spec.dns.clusterDNS", f"{s.dns.cluster_dns} is outside serviceCIDR {svc}"))
 
     # Artifacts: every binary named, with its version and source
     for art, (version, url) in DEFAULT_ARTIFACTS.items():
@@ -214,7 +274,9 @@ def complete(cluster: Cluster) -> Cluster:
             v = {"{k8s}": s.kubernetes_version, "{etcd}": etcd.version}.get(version, version)
             s.artifacts.items[art] = Artifact(version=v, url=None if s.cloud == "local" else url)
 
-    check_unique_hosts(c)
+    problems += host_problems(c)
+    if problems:
+        raise SpecError(problems=problems)
     return Cluster.model_validate(c.model_dump(by_alias=True))
 
 
@@ -229,9 +291,10 @@ def complete_aws(cluster: Cluster) -> None:
     aws.zones = aws.zones or [f"{aws.region}a"]
     if aws.cidr is None:
         aws.cidr = AWS_DEFAULT_CIDR
-    for cidr, label in ((s.networking.pod_cidr, "podCIDR"), (s.networking.service_cidr, "serviceCIDR")):
-        if aws.cidr.overlaps(cidr):
-            raise SpecError("spec.aws.cidr", f"{aws.cidr} overlaps {label} {cidr}")
+    overlaps = [("spec.aws.cidr", f"{aws.cidr} overlaps {label} {cidr}")
+                for label, cidr in s.networking.ranges() if aws.cidr.overlaps(cidr)]
+    if overlaps:
+        raise SpecError(problems=overlaps)
     if aws.dns is not None:
         aws.dns.record = aws.dns.record or f"api.{cluster.metadata.name}.{aws.dns.zone.rstrip('.')}"
         # The record is known before anything exists; without one the API address is the
@@ -252,20 +315,30 @@ def all_hosts(cluster: Cluster) -> list[tuple[str, Host]]:
     return out
 
 
-def check_unique_hosts(cluster: Cluster) -> None:
+def host_problems(cluster: Cluster) -> list[tuple[str, str]]:
+    """Host names and addresses used twice, and addresses inside the pod or service ranges."""
+    problems: list[tuple[str, str]] = []
     seen_names: dict[str, str] = {}
     seen_addresses: dict[str, str] = {}
+    ranges = cluster.spec.networking.ranges()
     for path, host in all_hosts(cluster):
         if host.name in seen_names:
-            raise SpecError(path, f"duplicate host name {host.name!r} (also in {seen_names[host.name]})")
-        seen_names[host.name] = path
+            problems.append((path, f"duplicate host name {host.name!r} (also in "
+                             f"{seen_names[host.name]})"))
+        seen_names.setdefault(host.name, path)
         addr = str(host.address)
         if addr in seen_addresses:
-            raise SpecError(path, f"duplicate host address {addr} (also in {seen_addresses[addr]})")
-        seen_addresses[addr] = path
-        for cidr, label in (
-            (cluster.spec.networking.pod_cidr, "podCIDR"),
-            (cluster.spec.networking.service_cidr, "serviceCIDR"),
-        ):
+            problems.append((path, f"duplicate host address {addr} (also in "
+                             f"{seen_addresses[addr]})"))
+        seen_addresses.setdefault(addr, path)
+        for label, cidr in ranges:
             if host.address in cidr:
-                raise SpecError(path, f"host {host.name} address {addr} lies inside {label} {cidr}")
+                problems.append((path, f"host {host.name} address {addr} lies inside {label} "
+                                 f"{cidr}"))
+    return problems
+
+
+def check_unique_hosts(cluster: Cluster) -> None:
+    problems = host_problems(cluster)
+    if problems:
+        raise SpecError(problems=problems)

@@ -15,6 +15,12 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 CLUSTER_NAME_MAX = 30
 NODE_GROUP_NAME_MAX = 40
 HOST_NAME_MAX = 63
+# Node-group names kpyops uses itself, and why.
+RESERVED_NODE_GROUP_NAMES = {
+    "control-plane": "the group of the control planes in group_vars",
+    "cp": "control-plane machines are named <cluster>-cp-<n>",
+    "bastion": "the name of the bastion machine on aws",
+}
 
 
 class InvalidName(SpecError):

@@ -85,7 +85,7 @@ def objects(dns: dict | None = None, **spec) -> dict[str, dict]:
     return {d["kind"]: d for d in docs}, corefile
 
 
-@pytest.mark.parametrize("version", ["1.35.0", "1.32.3"])
+@pytest.mark.parametrize("version", ["1.35.0", "1.33.4"])
 def test_objects_validate_for_the_specs_version(version):
     objs, _ = objects(kubernetesVersion=version)
     assert set(objs) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
