@@ -20,7 +20,7 @@ SPEC = {
         "controlPlane": {"count": 3,
                          "apiLoadBalancer": {"type": "external", "address": "api.prod.example"}},
         "networking": {"serviceCIDR": "10.32.0.0/16", "clusterDomain": "corp.internal"},
-        "etcd": {"tuning": {"heartbeatIntervalMs": 100, "electionTimeoutMs": 1000,
+        "etcd": {"version": "3.5.16", "tuning": {"heartbeatIntervalMs": 100, "electionTimeoutMs": 1000,
                             "snapshotCount": 5000, "quotaBackendBytes": 4294967296},
                  "backup": {"schedule": "hourly", "retain": 12, "encrypt": True}},
         "artifacts": {"items": {"etcd": {"version": "3.5.16", "url": UPSTREAM}}},
@@ -61,6 +61,7 @@ def test_etcd_env_has_tls_everywhere_and_the_spec_tuning(inv):
     assert env["ETCD_ADVERTISE_CLIENT_URLS"] == f"https://{addr}:2379"
     assert env["ETCD_LISTEN_METRICS_URLS"] == "http://127.0.0.1:2381"  # plain HTTP on loopback only
     assert "ETCD_AUTO_TLS" not in env and "ETCD_PEER_AUTO_TLS" not in env  # CIS 2.3 / 2.6
+    # etcd 3.5 (this spec's) still has a v2 API to turn off; 3.6 has none (test below)
     assert env["ETCD_ENABLE_V2"] == "false"
     members = inv.groups["etcd"]
     assert env["ETCD_INITIAL_CLUSTER"] == ",".join(
@@ -69,6 +70,17 @@ def test_etcd_env_has_tls_everywhere_and_the_spec_tuning(inv):
     assert (env["ETCD_HEARTBEAT_INTERVAL"], env["ETCD_ELECTION_TIMEOUT"]) == ("100", "1000")
     assert (env["ETCD_SNAPSHOT_COUNT"], env["ETCD_QUOTA_BACKEND_BYTES"]) == ("5000", "4294967296")
     assert env["ETCD_TRUSTED_CA_FILE"] == env["ETCD_PEER_TRUSTED_CA_FILE"] == "/etc/etcd/pki/ca.crt"
+
+
+def test_etcd_36_gets_no_flag_it_warns_about():
+    """etcd 3.6 warns about ETCD_ENABLE_V2 (removed) and --max-snapshots (deprecated)."""
+    data = json.loads(json.dumps(SPEC))
+    data["spec"]["etcd"]["version"] = "3.6.16"
+    data["spec"]["artifacts"]["items"]["etcd"]["version"] = "3.6.16"
+    inv36 = Inventory(data)
+    env = env_of(RoleRenderer("etcd", inv36, inv36.host("etcd"), STARTED).render("etcd.env.j2"))
+    assert "ETCD_ENABLE_V2" not in env and "ETCD_MAX_SNAPSHOTS" not in env
+    assert env["ETCD_CLIENT_CERT_AUTH"] == "true"
 
 
 def test_group_vars_carry_the_spec(inv):
