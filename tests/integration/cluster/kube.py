@@ -55,5 +55,6 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 300, every
 
 def process_args(run, host: str, program: str) -> list[str]:
     """The running program's own argv, read from /proc (not from its manifest)."""
-    pid = run(host, f"pgrep -xo {shlex.quote(program)}").strip()
+    # by its command line: /proc's process names stop at 15 characters (kube-controller)
+    pid = run(host, f"pgrep -of {shlex.quote(f'^([^ ]*/)?{program}( |$)')}").strip()
     return run(host, f"tr '\\0' '\\n' < /proc/{pid}/cmdline").splitlines()

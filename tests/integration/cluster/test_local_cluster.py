@@ -211,7 +211,7 @@ def check_running_kubernetes(state: Path, name: str, cps: list[str], hosts: list
 
 
 def pids_after_update(run, hosts: list[str], program: str) -> dict[str, str]:
-    return {h: run(h, f"pgrep -xo {program}").strip() for h in hosts}
+    return {h: run(h, f"pgrep -of '^{program} '").strip() for h in hosts}
 
 
 def test_create_converge_twice_and_delete(cluster):
