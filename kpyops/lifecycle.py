@@ -6,16 +6,22 @@ The CLI only parses arguments and prints; every step lives here so tests can cal
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from kpyops.clouds import Change, get_cloud
 from kpyops.clouds.base import Cloud
 from kpyops.render.inventory import render_inventory
 from kpyops.run.ansible import FACT_CACHE, PlaybookResult, run_playbook
+from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, complete, dumps, loads
 from kpyops.spec.model import Cluster as ClusterModel
 from kpyops.state.base import (
@@ -45,6 +51,28 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.cloud and not self.inventory
+
+
+@dataclass
+class HostsCheck:
+    """cluster.yml in check mode against the inventory a change would produce."""
+
+    hosts: dict[str, HostChanges] = field(default_factory=dict)  # every checked host
+    not_checked: dict[str, str] = field(default_factory=dict)  # host -> why not
+    result: PlaybookResult | None = None  # None when no host could be checked
+
+    @property
+    def changed(self) -> dict[str, HostChanges]:
+        return {h: r for h, r in self.hosts.items() if not r.empty}
+
+
+@dataclass
+class Applied:
+    """What `update --yes` did: machine changes, then the converge and its per-host report."""
+
+    cloud: list[Change]
+    result: PlaybookResult
+    hosts: dict[str, HostChanges]
 
 
 def load_cluster(store: StateStore, name: str, *, completed: bool = True) -> ClusterModel:
@@ -111,17 +139,84 @@ def plan(store: StateStore, user: Cluster) -> Plan:
                 inventory=diff_inventory(store, user.name, inventory_files(store, completed, cloud)))
 
 
-def check_hosts(store: StateStore, name: str, *, on_task: Progress | None = None) -> PlaybookResult:
-    """cluster.yml in check mode with diffs: what a converge would change on the hosts."""
-    with synced(store, name) as wd:
-        return run_playbook("cluster.yml", str(wd / INVENTORY_DIR), check=True, diff=True,
-                            on_task=on_task)
+@contextlib.contextmanager
+def proposed_inventory(wd: Path, files: dict[str, str]) -> Iterator[Path]:
+    """The inventory a change would produce, in a temporary folder next to the real one and
+    removed afterwards: the store is not written. The files are rendered with the work
+    folder's paths (SSH key, known_hosts, PKI, state), so Ansible reaches the hosts as in a
+    real run."""
+    wd.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = Path(tempfile.mkdtemp(prefix=f".{INVENTORY_DIR}-proposed-", dir=wd))
+    try:
+        for rel, text in files.items():
+            path = folder / rel
+            for parent in reversed(path.relative_to(folder).parents[:-1]):
+                (folder / parent).mkdir(exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def not_yet_running(changes: list[Change], hosts: list[str]) -> dict[str, str]:
+    """Inventory hosts a check run cannot reach: their machine is to be created or started."""
+    why = {}
+    for ch in changes:
+        if ch.name not in hosts:
+            continue
+        if ch.action == "create":
+            why[ch.name] = "a new machine: cluster.yml would do all of its work there"
+        elif ch.action == "modify" and "state" in ch.fields:
+            why[ch.name] = (f"its machine is {ch.fields['state'][0]}: it would be started, "
+                            "then converged")
+    return why
+
+
+def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change] | None = None,
+                on_task: Progress | None = None, on_line: Progress | None = None,
+                verbosity: int = 0) -> HostsCheck:
+    """cluster.yml in check mode with diffs, against the inventory the spec would produce
+    (rendered in a temporary folder, not stored): what a converge would change on each host.
+    Hosts whose machine does not run yet (``cloud_changes``, else the cloud's plan) are left
+    out and said so."""
+    completed = complete(user)
+    cloud = get_cloud(completed.spec.cloud, store)
+    changes = cloud.plan(completed) if cloud_changes is None else cloud_changes
+    files = inventory_files(store, completed, cloud)
+    hosts = list(_inventory_hosts(files))
+    skipped = not_yet_running(changes, hosts)
+    check = HostsCheck(not_checked=skipped)
+    if all(h in skipped for h in hosts):
+        return check
+    with synced(store, user.name) as wd, proposed_inventory(wd, files) as inventory:
+        check.result = run_playbook(
+            "cluster.yml", str(inventory), check=True, diff=True, on_task=on_task, on_line=on_line,
+            verbosity=verbosity, limit=",".join(f"!{h}" for h in skipped) or None)
+    reports = host_changes(check.result.events)
+    check.hosts = {h: reports.get(h, HostChanges(h)) for h in hosts if h not in skipped}
+    check.hosts.update({h: r for h, r in reports.items() if h not in check.hosts and not r.empty})
+    return check
+
+
+def _inventory_hosts(files: dict[str, str]) -> dict:
+    return yaml.safe_load(files["hosts.yml"])["all"].get("hosts") or {}
 
 
 def apply(store: StateStore, user: Cluster, progress: Progress, *, verbosity: int = 0,
           on_line: Progress | None = None, on_task: Progress | None = None,
           extra_vars: dict | None = None) -> PlaybookResult:
     """Make machines match the spec, render the inventory, and converge cluster.yml."""
+    return update(store, user, progress, verbosity=verbosity, on_line=on_line, on_task=on_task,
+                  extra_vars=extra_vars).result
+
+
+def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: int = 0,
+           on_line: Progress | None = None, on_task: Progress | None = None,
+           extra_vars: dict | None = None) -> Applied:
+    """apply, returning what was done: the machine changes (each also said through
+    ``progress`` as it is made) and the converge with its per-host report."""
     completed = complete(user)
     with store.lock(user.name, purpose="update cluster"):
         save(store, user, completed)
@@ -133,8 +228,10 @@ def apply(store: StateStore, user: Cluster, progress: Progress, *, verbosity: in
         write_inventory(store, user.name, inventory_files(store, completed, cloud))
         with synced(store, user.name) as wd:
             progress(f"converging cluster.yml on {user.name}")
-            return run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,
-                                on_task=on_task, verbosity=verbosity, extra_vars=extra_vars)
+            result = run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,
+                                  on_task=on_task, verbosity=verbosity, extra_vars=extra_vars,
+                                  diff=True)
+    return Applied(cloud=changes, result=result, hosts=host_changes(result.events))
 
 
 def delete(store: StateStore, name: str, progress: Progress) -> list[Change]:

@@ -8,7 +8,8 @@ from kpyops import lifecycle
 from kpyops.cli.names import CLUSTER_NAME
 from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr, warn
 from kpyops.clouds.base import CloudError
-from kpyops.run.ansible import PlaybookFailed, ansible_warnings, changed_tasks
+from kpyops.run.ansible import PlaybookFailed, ansible_warnings
+from kpyops.run.changes import format_host_changes
 from kpyops.spec import SpecError, complete, loads, parse, to_data
 from kpyops.spec.complete import DEFAULT_NODE_GROUP
 from kpyops.state import ClusterNotFound, LockHeld, StateError, open_store
@@ -44,7 +45,7 @@ def _spec_from_flags(name: str, file, cloud, control_planes, nodes, k8s_version,
 def _converge(store, user, verbose: int) -> None:
     try:
         with ansible_progress(verbose) as callbacks:
-            result = lifecycle.apply(store, user, progress, verbosity=verbose, **callbacks)
+            applied = lifecycle.update(store, user, progress, verbosity=verbose, **callbacks)
     except (CloudError, LockHeld, StateError) as err:
         fail(str(err))
     except PlaybookFailed as err:
@@ -52,25 +53,41 @@ def _converge(store, user, verbose: int) -> None:
             for line in err.tail:
                 stderr.print(line, markup=False, highlight=False)
         fail(f"{err} (run again with -v to see all of Ansible's output)")
+    result = applied.result
     for warning in ansible_warnings(result.output):
         warn(warning)
+    if applied.cloud:
+        click.echo("machines changed:")
+        for ch in applied.cloud:
+            click.echo(str(ch))
+    lines = format_host_changes(applied.hosts, diffs=False)
+    if lines:
+        click.echo("hosts changed:")
+        click.echo("\n".join(lines))
     progress(f"converged in {result.seconds:.0f}s: "
              + ", ".join(f"{h} changed={r.get('changed', 0)}" for h, r in result.recap.items()))
 
 
-def _check_hosts(store, name: str, verbose: int) -> None:
+def _check_hosts(store, user, cloud_changes, verbose: int) -> None:
+    """What a converge would change on each host, checked against the proposed inventory."""
     try:
         with ansible_progress(verbose) as callbacks:
-            result = lifecycle.check_hosts(store, name, **callbacks)
+            check = lifecycle.check_hosts(store, user, cloud_changes=cloud_changes,
+                                          verbosity=verbose, **callbacks)
     except PlaybookFailed as err:
         for line in err.tail:
             stderr.print(line, markup=False, highlight=False)
         fail(f"the check run failed: {err}")
-    changes = changed_tasks(result.output)
-    if not changes:
-        progress("hosts: cluster.yml would change nothing")
-    for host, task in changes:
-        click.echo(f"  ~ host {host}: {task}")
+    except (CloudError, LockHeld, StateError) as err:
+        fail(str(err))
+    for host, why in check.not_checked.items():
+        click.echo(f"  ? host {host}: not checked: {why}")
+    if not check.changed:
+        progress("hosts: cluster.yml would change nothing"
+                 + (" on the hosts it could check" if check.not_checked else ""))
+        return
+    click.echo("hosts (cluster.yml --check --diff against the proposed inventory):")
+    click.echo("\n".join(format_host_changes(check.hosts)))
 
 
 @click.group("create")
@@ -144,7 +161,7 @@ def update_cluster(ctx, name, file, yes, check_hosts) -> None:
     for diff in plan.inventory.values():
         click.echo(diff, nl=False)
     if check_hosts and not yes:
-        _check_hosts(store, name, ctx.obj["verbose"])
+        _check_hosts(store, user, plan.cloud, ctx.obj["verbose"])
     if yes:
         _converge(store, user, ctx.obj["verbose"])
     elif not plan.empty:

@@ -2,7 +2,9 @@
 
 Output is streamed line by line. Without -v the user sees a progress line (the current
 task and elapsed time); with -v every line Ansible prints. The PLAY RECAP is parsed so
-callers (and tests) can check changed=0 on a re-run.
+callers (and tests) can check changed=0 on a re-run. Every task result is also recorded as
+data by the ``kpyops_events`` callback (``PlaybookResult.events``), from which
+kpyops.run.changes builds the per-host report of what changed.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kpyops.run.changes import read_events
+
 PROJECT = Path(__file__).resolve().parents[2]
 ANSIBLE_CFG = PROJECT / "ansible.cfg"
 FACT_CACHE = Path.home() / ".cache" / "kpyops" / "ansible-facts"
+CALLBACK_PLUGINS = Path(__file__).resolve().parent / "callback_plugins"
 
 _TASK = re.compile(r"^(TASK|RUNNING HANDLER) \[(?P<name>.*)\]")
 _PLAY = re.compile(r"^PLAY \[(?P<name>.*)\]")
@@ -38,6 +44,7 @@ class PlaybookResult:
     recap: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     output: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # kpyops_events: one per task result
 
     @property
     def changed(self) -> int:
@@ -62,20 +69,6 @@ def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
             if m:
                 recap[m["host"]] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m["counts"])}
     return recap
-
-
-def changed_tasks(lines: list[str]) -> list[tuple[str, str]]:
-    """(host, task) for every task that changed (or, in check mode, would change) a host."""
-    out, task = [], ""
-    for line in lines:
-        m = _TASK.match(line)
-        if m:
-            task = m["name"]
-            continue
-        c = re.match(r"^changed: \[(?P<host>[^\]]+)\]", line)
-        if c and (c["host"], task) not in out:
-            out.append((c["host"], task))
-    return out
 
 
 def ansible_warnings(lines: list[str]) -> list[str]:
@@ -107,27 +100,32 @@ def playbook_command(playbook: str, inventory: str, *, extra_vars: dict | None =
 def run_playbook(playbook: str, inventory: str, *, on_line: Callable[[str], None] | None = None,
                  on_task: Callable[[str], None] | None = None, **kwargs) -> PlaybookResult:
     """Run a playbook of this project against an inventory; raise PlaybookFailed on failure."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0",
-           "PYTHONUNBUFFERED": "1", "COLUMNS": "1000"}  # no wrapped lines to parse
+    plugins = os.pathsep.join(filter(None, [str(CALLBACK_PLUGINS),
+                                            os.environ.get("ANSIBLE_CALLBACK_PLUGINS")]))
     start = time.monotonic()
     lines: list[str] = []
     tail: deque[str] = deque(maxlen=60)
-    proc = subprocess.Popen(playbook_command(playbook, inventory, **kwargs), cwd=PROJECT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.rstrip("\n")
-        lines.append(line)
-        tail.append(line)
-        if on_line:
-            on_line(line)
-        m = _TASK.match(line) or _PLAY.match(line)
-        if m and on_task:
-            on_task(m["name"])
-    rc = proc.wait()
+    with tempfile.NamedTemporaryFile(prefix="kpyops-events-", suffix=".jsonl") as events:
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0",
+               "PYTHONUNBUFFERED": "1", "COLUMNS": "1000",  # no wrapped lines to parse
+               "ANSIBLE_CALLBACK_PLUGINS": plugins, "KPYOPS_EVENTS": events.name}
+        proc = subprocess.Popen(playbook_command(playbook, inventory, **kwargs), cwd=PROJECT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            lines.append(line)
+            tail.append(line)
+            if on_line:
+                on_line(line)
+            m = _TASK.match(line) or _PLAY.match(line)
+            if m and on_task:
+                on_task(m["name"])
+        rc = proc.wait()
+        recorded = read_events(events.name)
     result = PlaybookResult(rc=rc, recap=parse_recap(lines), seconds=time.monotonic() - start,
-                            output=lines)
+                            output=lines, events=recorded)
     if not result.ok:
         raise PlaybookFailed(playbook, rc, list(tail))
     return result

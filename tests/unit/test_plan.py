@@ -1,0 +1,233 @@
+"""The plan tells the truth: machine drift is listed, and the host check runs against the
+inventory the change would produce, rendered in a temporary folder, the store untouched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kpyops import lifecycle
+from kpyops.cli import commands
+from kpyops.cli.main import cli
+from kpyops.clouds.base import Change
+from kpyops.clouds.local.cloud import LABEL, LocalCloud
+from kpyops.run.ansible import PlaybookResult
+from kpyops.spec import complete, parse
+from kpyops.state import LocalStore
+
+for _c in commands.all_commands():
+    cli.add_command(_c)
+
+NAME = "pl"
+CP, NODE, FILES = f"{NAME}-cp-1", f"{NAME}-node-1", f"{NAME}-files"
+
+
+class FakePodman:
+    """The machines podman would list: name -> state; and whether the network exists."""
+
+    def __init__(self, machines: dict[str, str], network: bool = True):
+        self.machines, self.network = machines, network
+        self.ran: list[list[str]] = []
+
+    def containers(self, label: str) -> list[dict]:
+        assert label == f"{LABEL}={NAME}"
+        return [{"Names": [n], "State": s} for n, s in self.machines.items()]
+
+    def network_exists(self, name: str) -> bool:
+        return self.network
+
+
+def user_spec(**kubelet) -> object:
+    spec = {"cloud": "local", "nodeGroups": [{"name": "node", "count": 1}]}
+    if kubelet:
+        spec["kubelet"] = kubelet
+    return parse({"apiVersion": "kpyops.io/v1alpha1", "kind": "Cluster", "metadata": {"name": NAME},
+                  "spec": spec})
+
+
+RUNNING = {CP: "running", NODE: "running", FILES: "running"}
+
+
+@pytest.mark.parametrize(
+    ("machines", "network", "expected"),
+    [
+        (RUNNING, True, []),
+        ({**RUNNING, NODE: "exited"}, True,
+         [Change("modify", "container", NODE, {"state": ("exited", "running")})]),
+        ({CP: "running", FILES: "running"}, True,
+         [Change("create", "container", NODE, {"address": (None, "ADDRESS")})]),
+        ({**RUNNING, f"{NAME}-node-2": "running"}, True,
+         [Change("delete", "container", f"{NAME}-node-2")]),
+        (RUNNING, False, [Change("create", "network", f"kpyops-{NAME}", {"subnet": (None, "SUBNET")})]),
+    ],
+    ids=["in-step", "stopped", "missing", "extra", "no-network"],
+)
+def test_machine_drift_is_planned(tmp_path, machines, network, expected):
+    cluster = complete(user_spec())
+    node_ip = str(next(h.address for h in cluster.spec.node_groups[0].hosts))
+    for ch in expected:
+        for k, (old, new) in ch.fields.items():
+            ch.fields[k] = (old, {"ADDRESS": node_ip, "SUBNET": str(cluster.spec.local.subnet)}.get(new, new))
+    cloud = LocalCloud(LocalStore(tmp_path), podman=FakePodman(machines, network))
+    assert cloud.plan(cluster) == expected
+
+
+def test_stopped_machine_is_shown_as_drift():
+    ch = Change("modify", "container", NODE, {"state": ("exited", "running")})
+    assert str(ch) == f"  ~ container {NODE}\n      state: 'exited' -> 'running'"
+    assert lifecycle.not_yet_running([ch, Change("create", "container", "new-1"),
+                                      Change("delete", "container", "old-1")], [CP, NODE, "new-1"]) == {
+        NODE: "its machine is exited: it would be started, then converged",
+        "new-1": "a new machine: cluster.yml would do all of its work there",
+    }
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every path under root: its mode, and a file's bytes."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            out[str(p.relative_to(root))] = (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
+    return out
+
+
+@pytest.fixture
+def created(tmp_path, monkeypatch):
+    """A cluster written to a local store (spec, completed spec, inventory), its machines
+    reported by a fake podman, and ansible-playbook replaced by a recorder."""
+    store = LocalStore(tmp_path)
+    lifecycle.create(store, user_spec(), progress=lambda _m: None)
+    (tmp_path / "clusters" / NAME / "ssh").mkdir(mode=0o700)
+    (tmp_path / "clusters" / NAME / "ssh" / "id_ed25519").write_text("key\n")
+    (tmp_path / "clusters" / NAME / "ssh" / "known_hosts").write_text("hosts\n")
+    podman = FakePodman(dict(RUNNING))
+    monkeypatch.setattr(lifecycle, "get_cloud", lambda name, store, progress=None: LocalCloud(store, podman=podman))
+    monkeypatch.setattr("kpyops.clouds.get_cloud", lambda name, store, progress=None: LocalCloud(store, podman=podman))
+    runs: list[dict] = []
+
+    def run_playbook(playbook, inventory, **kwargs):
+        inv = Path(inventory)
+        runs.append({
+            "playbook": playbook, "inventory": inv, "kwargs": kwargs,
+            "files": {p.relative_to(inv).as_posix(): p.read_text() for p in inv.rglob("*") if p.is_file()},
+            "modes": {p.relative_to(inv).as_posix(): p.stat().st_mode & 0o777 for p in inv.rglob("*")},
+        })
+        events = [{"host": NODE, "task": "kubelet : Rollout | Make the assigned configuration active",
+                   "action": "ansible.builtin.template", "status": "changed", "changed": True,
+                   "notify": ["Restart kubelet"],
+                   "diff": [{"before_header": "/var/lib/kubelet/config.yaml", "before": "maxPods: 110\n",
+                             "after_header": "dynamically generated", "after": "maxPods: 55\n"}]},
+                  {"host": NODE, "task": "kubelet : Restart kubelet", "handler": True, "status": "skipped"},
+                  {"host": CP, "task": "bootstrap : Packages", "action": "ansible.builtin.apt", "status": "ok"}]
+        return PlaybookResult(rc=0, recap={CP: {"changed": 0}, NODE: {"changed": 1}}, events=events)
+
+    monkeypatch.setattr(lifecycle, "run_playbook", run_playbook)
+    return store, tmp_path, podman, runs
+
+
+def test_check_runs_on_the_proposed_inventory_and_writes_nothing(created):
+    store, root, _podman, runs = created
+    wd = root / "clusters" / NAME
+    before = snapshot(root)
+    stored_vars = store.read_text(NAME, "inventory/group_vars/all/cluster.yml")
+    check = lifecycle.check_hosts(store, user_spec(maxPods=55))
+    # the store is byte for byte (and mode for mode) what it was; no folder is left behind
+    assert snapshot(root) == before
+    (run,) = runs
+    inv = run["inventory"]
+    # the proposed inventory was rendered next to the real one, private to its owner
+    assert inv.parent == wd and inv.name.startswith(".inventory-proposed-") and not inv.exists()
+    assert set(run["modes"].values()) <= {0o600, 0o700}
+    assert run["kwargs"]["check"] and run["kwargs"]["diff"] and run["kwargs"]["limit"] is None
+    # ... from the new spec, not the stored one
+    proposed = yaml.safe_load(run["files"]["group_vars/all/cluster.yml"])
+    assert "55" not in stored_vars
+    assert {g["kubelet"]["maxPods"] for g in proposed["kpyops_node_groups"].values()} == {55}
+    assert run["files"].keys() == set(lifecycle.inventory_files(store, complete(user_spec(maxPods=55))))
+    # ... with the real key, known_hosts and state paths, so Ansible reaches the hosts
+    hosts = yaml.safe_load(run["files"]["hosts.yml"])["all"]["vars"]
+    assert hosts["ansible_ssh_private_key_file"] == str(wd / "ssh" / "id_ed25519")
+    assert f"UserKnownHostsFile={wd / 'ssh' / 'known_hosts'}" in hosts["ansible_ssh_common_args"]
+    assert f'pki_dir: "{wd / "pki"}"' in run["files"]["group_vars/all/pki.yml"]
+    # per host what would change: the file with its diff, the handler (skipped here)
+    assert check.changed.keys() == {NODE} and check.hosts.keys() == {CP, NODE}
+    node = check.hosts[NODE]
+    assert list(node.files) == ["/var/lib/kubelet/config.yaml"]
+    assert "-maxPods: 110\n+maxPods: 55\n" in node.files["/var/lib/kubelet/config.yaml"]
+    assert node.handlers == {"Restart kubelet": "skipped"}
+
+
+def test_a_stopped_machine_is_left_out_of_the_check_and_said_so(created):
+    store, _root, podman, runs = created
+    podman.machines[CP] = "exited"
+    check = lifecycle.check_hosts(store, user_spec())
+    assert runs[0]["kwargs"]["limit"] == f"!{CP}"
+    assert check.not_checked == {CP: "its machine is exited: it would be started, then converged"}
+    assert CP not in check.hosts
+
+
+def test_no_machine_running_yet_runs_no_check(created):
+    store, _root, podman, runs = created
+    podman.machines.clear()
+    check = lifecycle.check_hosts(store, user_spec())
+    assert runs == [] and check.result is None and set(check.not_checked) == {CP, NODE}
+
+
+def test_cli_plan_with_hosts(created):
+    _store, root, podman, runs = created
+    podman.machines[f"{NAME}-node-2"] = "running"  # an extra machine
+    spec = root / "edited.yaml"
+    spec.write_text(yaml.safe_dump({"metadata": {"name": NAME},
+                                    "spec": {"cloud": "local", "nodeGroups": [{"name": "node", "count": 1}],
+                                             "kubelet": {"maxPods": 55}}}))
+    before = snapshot(root)
+    r = CliRunner().invoke(cli, ["--state", str(root), "update", "cluster", NAME, "-f", str(spec), "--hosts"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert snapshot(root) == before
+    out = r.stdout
+    assert f"  - container {NAME}-node-2" in out
+    assert "maxPods" in out  # the inventory diff
+    assert f"  ~ host {NODE}\n      ~ file /var/lib/kubelet/config.yaml\n" in out
+    assert "          +maxPods: 55" in out
+    assert "      > handler Restart kubelet (skipped here: its condition is false)" in out
+    assert f"host {CP}" not in out
+    assert "would change nothing" not in r.stderr
+    assert len(runs) == 1
+
+
+class StoppedNodeCloud(LocalCloud):
+    """The local cloud's plan over the fake podman; apply 'starts' what the plan says."""
+
+    def apply(self, cluster):
+        changes = self.plan(cluster)
+        for ch in changes:
+            self.progress(f"starting host {ch.name} (it was {ch.fields['state'][0]})")
+            self.podman.machines[ch.name] = "running"
+        return changes
+
+
+def test_cli_apply_says_what_it_did_to_machines_and_hosts(created, monkeypatch):
+    _store, root, podman, runs = created
+    podman.machines[NODE] = "exited"
+
+    def get_cloud(name, store, progress=lambda _m: None):
+        return StoppedNodeCloud(store, progress, podman=podman)
+
+    monkeypatch.setattr(lifecycle, "get_cloud", get_cloud)
+    r = CliRunner().invoke(cli, ["--state", str(root), "update", "cluster", NAME], catch_exceptions=False)
+    assert f"  ~ container {NODE}\n      state: 'exited' -> 'running'" in r.stdout
+    assert "match the spec" not in r.stderr
+    r = CliRunner().invoke(cli, ["--state", str(root), "update", "cluster", NAME, "--yes"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert f"starting host {NODE} (it was exited)" in r.stderr
+    assert f"machines changed:\n  ~ container {NODE}\n      state: 'exited' -> 'running'\n" in r.stdout
+    assert f"hosts changed:\n  ~ host {NODE}\n      ~ file /var/lib/kubelet/config.yaml\n" in r.stdout
+    assert "+maxPods" not in r.stdout  # the apply names files; the plan shows their diffs
+    assert runs[-1]["kwargs"]["diff"] and not runs[-1]["kwargs"].get("check")
+    assert runs[-1]["inventory"] == root / "clusters" / NAME / "inventory"
