@@ -24,7 +24,7 @@ from kpyops.spec.model import Cluster
 LABEL = "kpyops.io/cluster"
 CONTAINERD_ROOT = "/var/lib/containerd"
 KNOWN_HOSTS = "ssh/known_hosts"
-BOOT_TIMEOUT_S = 120
+BOOT_TIMEOUT_S = 300  # systemd in a test host boots slowly on a loaded 2-core machine
 # ansible.cfg's control_path_dir, with ssh's %C (hash of local host, remote host, port, user)
 CONTROL_PATH = str(Path.home() / ".ansible" / "cp" / "%C")
 

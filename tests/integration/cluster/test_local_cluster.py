@@ -43,7 +43,7 @@ def kpyops(state: Path, *args: str, check: bool = True) -> subprocess.CompletedP
         [KPYOPS, "--state", str(state), *args],
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=2700,  # a cold converge of a real cluster on a loaded 2-core machine
         env={**os.environ, "COLUMNS": "1000"},  # the CLI's lines unwrapped, as tests read them
     )
     if check and proc.returncode != 0:
