@@ -210,10 +210,6 @@ def check_running_kubernetes(state: Path, name: str, cps: list[str], hosts: list
             "--config=/var/lib/kubelet/config.yaml", "--kubeconfig=/etc/kubernetes/kubelet.conf"]
 
 
-def pids_after_update(run, hosts: list[str], program: str) -> dict[str, str]:
-    return {h: run(h, f"pgrep -of '^{program} '").strip() for h in hosts}
-
-
 def test_create_converge_twice_and_delete(cluster):
     """A real Kubernetes cluster from `kpyops create cluster --cloud local`: every component
     built from Go modules, fetched and pulled by the hosts from the cluster's own files
@@ -305,7 +301,6 @@ def test_create_converge_twice_and_delete(cluster):
     assert flag in k8s_flags("kube-apiserver")
     before = {host: checksums(state, name, host) for host in hosts}
     assert all(before.values())
-    controller_pids = pids_after_update(kube.ssh_runner(state, name), cps, "kube-controller-manager")
     for host in cps:
         assert f"--{flag}=" not in ssh(state, name, host, "cat /etc/kubernetes/manifests/kube-apiserver.yaml")
     spec = yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout)
@@ -331,7 +326,11 @@ def test_create_converge_twice_and_delete(cluster):
         assert f"--{flag}={value}" in kube.process_args(run, host, "kube-apiserver"), host
         # the apiserver came back (the handler waited for /readyz); the others did not restart
         assert run(host, f"{kube.KUBECTL} get --raw /readyz").strip() == "ok"
-    assert pids_after_update(run, cps, "kube-controller-manager") == controller_pids
+    # controller-manager's manifest is unchanged (above); with one control plane it may still
+    # restart itself when it loses its leader lease while the API server restarts: healthy again
+    for host in cps:
+        kube.wait_for("controller-manager healthy after the API server's restart",
+                      lambda h=host: run(h, "curl -sk https://127.0.0.1:10257/healthz").strip() == "ok")
     for host in cps:
         pod = yaml.safe_load(ssh(state, name, host, "cat /etc/kubernetes/manifests/kube-apiserver.yaml"))
         assert f"--{flag}={value}" in pod["spec"]["containers"][0]["command"], host
