@@ -9,7 +9,6 @@ them there: the path an air-gapped cluster takes.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 import urllib.error
@@ -99,11 +98,6 @@ def build_and_push(built: Built, registry: str, *, podman: str = "podman", progr
         _podman([podman, "push", "--quiet", "--tls-verify=false", ref])
         pushed.append(ref)
     return pushed
-
-
-def catalog(registry: str) -> list[str]:
-    with urllib.request.urlopen(f"http://{registry}/v2/_catalog", timeout=5) as resp:
-        return json.load(resp)["repositories"]
 
 
 def _podman(cmd: list[str]) -> None:
