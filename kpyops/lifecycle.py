@@ -120,10 +120,13 @@ def diff_inventory(store: StateStore, name: str, files: dict[str, str]) -> dict[
 
 
 def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
-    """Write a new cluster's spec, completed spec and inventory. Raises SpecError first."""
-    completed = complete(user)
+    """Write a new cluster's spec, completed spec and inventory. Raises SpecError first.
+    What the cloud chooses for it (a local cluster's subnet) is written into the spec."""
+    complete(user)
     if store.exists(user.name, SPEC):
         raise ClusterExists(f"cluster {user.name!r} already exists in {store.url}")
+    user = get_cloud(user.spec.cloud, store).choose(user)
+    completed = complete(user)
     with store.lock(user.name, purpose="create cluster"):
         save(store, user, completed)
         write_inventory(store, user.name, inventory_files(store, completed))

@@ -118,6 +118,7 @@ def create_cluster(ctx, name, file, cloud, control_planes, nodes, k8s_version, p
             return
         store = _store(ctx)
         lifecycle.create(store, user, progress)
+        user = lifecycle.load_cluster(store, name, completed=False)  # with the cloud's choices
     except SpecError as err:
         spec_error(err)
     except (lifecycle.ClusterExists, LockHeld, StateError, CloudError) as err:

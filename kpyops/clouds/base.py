@@ -51,6 +51,11 @@ class Cloud(abc.ABC):
         self.store = store
         self.progress = progress
 
+    def choose(self, user: Cluster) -> Cluster:
+        """The user's spec with what this cloud picks for a new cluster where the spec leaves
+        it open (as kops writes its choices into the spec at create); reads only."""
+        return user
+
     @abc.abstractmethod
     def plan(self, cluster: Cluster) -> list[Change]:
         """What apply would change; reads only."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
+from collections.abc import Iterator
 
 from pydantic import ValidationError
 
@@ -95,9 +96,21 @@ def local_registry_url(subnet: ipaddress.IPv4Network) -> str:
     return f"http://{subnet.network_address + 2}:{LOCAL_REGISTRY_PORT}"
 
 
+# Local clusters' networks are /24s of 10.213.0.0/16, from 10.213.1.0 to 10.213.250.0.
+LOCAL_SUBNETS = 250
+
+
+def local_subnets(name: str) -> Iterator[ipaddress.IPv4Network]:
+    """Every /24 a local cluster's podman network may take, the one its name hashes to first
+    (``create`` takes the first one no other network uses and writes it into the spec)."""
+    first = zlib.crc32(name.encode()) % LOCAL_SUBNETS
+    for i in range(LOCAL_SUBNETS):
+        yield ipaddress.IPv4Network(f"10.213.{(first + i) % LOCAL_SUBNETS + 1}.0/24")
+
+
 def local_subnet(name: str) -> ipaddress.IPv4Network:
     """A /24 for a local cluster's podman network, stable for its name."""
-    return ipaddress.IPv4Network(f"10.213.{zlib.crc32(name.encode()) % 250 + 1}.0/24")
+    return next(local_subnets(name))
 
 
 def merge_kubelet(base: KubeletSettings, override: KubeletSettings, path: str = "spec.kubelet"

@@ -500,7 +500,8 @@ class Local(Model):
     subnet: IPv4Net | None = Field(
         default=None,
         description="Podman network subnet, a /16 to /28 (machines from its 10th address); "
-        "derived from the name when empty",
+        "when empty, create picks a free /24 of 10.213.0.0/16 (the name's own first) "
+        "and writes it here",
     )
     image: str | None = Field(default=None, description="Host image; built locally when empty")
 

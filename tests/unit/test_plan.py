@@ -13,10 +13,11 @@ from click.testing import CliRunner
 from kpyops import lifecycle
 from kpyops.cli import commands
 from kpyops.cli.main import cli
-from kpyops.clouds.base import Change
+from kpyops.clouds.base import Change, CloudError
 from kpyops.clouds.local.cloud import LABEL, LocalCloud
 from kpyops.run.ansible import PlaybookResult
 from kpyops.spec import complete, parse
+from kpyops.spec.complete import local_subnet, local_subnets
 from kpyops.state import LocalStore
 
 for _c in commands.all_commands():
@@ -29,9 +30,14 @@ CP, NODE, FILES = f"{NAME}-cp-1", f"{NAME}-node-1", f"{NAME}-files"
 class FakePodman:
     """The machines podman would list: name -> state; and whether the network exists."""
 
-    def __init__(self, machines: dict[str, str], network: bool = True):
+    def __init__(self, machines: dict[str, str], network: bool = True,
+                 subnets: dict[str, list[str]] | None = None):
         self.machines, self.network = machines, network
+        self.subnets = subnets or {"podman": ["10.88.0.0/16"]}
         self.ran: list[list[str]] = []
+
+    def network_subnets(self) -> dict[str, list[str]]:
+        return self.subnets
 
     def containers(self, label: str) -> list[dict]:
         assert label == f"{LABEL}={NAME}"
@@ -66,7 +72,7 @@ RUNNING = {CP: "running", NODE: "running", FILES: "running"}
     ],
     ids=["in-step", "stopped", "missing", "extra", "no-network"],
 )
-def test_machine_drift_is_planned(tmp_path, machines, network, expected):
+def test_machine_drift_is_planned(tmp_path, no_routes, machines, network, expected):
     cluster = complete(user_spec())
     node_ip = str(next(h.address for h in cluster.spec.node_groups[0].hosts))
     for ch in expected:
@@ -74,6 +80,49 @@ def test_machine_drift_is_planned(tmp_path, machines, network, expected):
             ch.fields[k] = (old, {"ADDRESS": node_ip, "SUBNET": str(cluster.spec.local.subnet)}.get(new, new))
     cloud = LocalCloud(LocalStore(tmp_path), podman=FakePodman(machines, network))
     assert cloud.plan(cluster) == expected
+
+
+@pytest.fixture
+def no_routes(monkeypatch):
+    """The host's routes as this test says (none), not the real machine's."""
+    routes: list = []
+    monkeypatch.setattr("kpyops.clouds.local.cloud.host_routes", lambda: routes)
+    return routes
+
+
+def test_create_takes_the_names_own_subnet_when_it_is_free(tmp_path, no_routes):
+    user = user_spec()
+    chosen = LocalCloud(LocalStore(tmp_path), podman=FakePodman({})).choose(user)
+    assert chosen.spec.local.subnet == local_subnet(NAME)
+    assert user.spec.local is None  # the caller's spec is not changed
+
+
+def test_create_skips_subnets_other_networks_and_routes_use(tmp_path, no_routes):
+    own = local_subnet(NAME)
+    candidates = list(local_subnets(NAME))
+    assert candidates[0] == own and len(set(candidates)) == 250
+    podman = FakePodman({}, subnets={"other": [str(own)], "podman": ["10.88.0.0/16"]})
+    no_routes.append((candidates[1].supernet(new_prefix=23), "eth9"))  # a /23 over the 2nd
+    chosen = LocalCloud(LocalStore(tmp_path), podman=podman).choose(user_spec())
+    free = [c for c in candidates[1:] if not c.overlaps(candidates[1].supernet(new_prefix=23))]
+    assert chosen.spec.local.subnet == free[0]
+
+
+def test_a_subnet_the_user_set_is_kept_and_a_used_one_is_refused_before_any_change(
+        tmp_path, no_routes):
+    user = parse({"metadata": {"name": NAME},
+                  "spec": {"cloud": "local", "local": {"subnet": "10.213.7.0/24"}}})
+    podman = FakePodman({}, network=False, subnets={"kpyops-x": ["10.213.7.0/24"]})
+    cloud = LocalCloud(LocalStore(tmp_path), podman=podman)
+    assert cloud.choose(user) is user
+    with pytest.raises(CloudError, match=r"10\.213\.7\.0/24 is already used by podman network kpyops-x"):
+        cloud.plan(complete(user))
+
+
+def test_every_subnet_in_use_is_a_clear_error(tmp_path, no_routes):
+    podman = FakePodman({}, subnets={"wide": ["10.213.0.0/16"]})
+    with pytest.raises(CloudError, match="every local subnet"):
+        LocalCloud(LocalStore(tmp_path), podman=podman).choose(user_spec())
 
 
 def test_stopped_machine_is_shown_as_drift():

@@ -7,19 +7,21 @@ Ansible connects over real SSH with host-key checking on.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import subprocess
 import time
 from pathlib import Path
 
 from kpyops.artifacts.images import build_and_push
 from kpyops.artifacts.needs import build_for, missing_files
-from kpyops.clouds.base import Change, Cloud
+from kpyops.clouds.base import Change, Cloud, CloudError
 from kpyops.clouds.local.files import FILES_DIR, PORT, REGISTRY_PORT, port_open, start_files_server
 from kpyops.clouds.local.image import ensure_image
 from kpyops.clouds.local.podman import Podman
 from kpyops.clouds.local.sshkey import ensure_ssh_key
-from kpyops.spec.complete import all_hosts, local_files_url
-from kpyops.spec.model import Cluster
+from kpyops.spec.complete import all_hosts, local_files_url, local_subnets
+from kpyops.spec.model import Cluster, Local
 
 LABEL = "kpyops.io/cluster"
 CONTAINERD_ROOT = "/var/lib/containerd"
@@ -41,6 +43,21 @@ class LocalCloud(Cloud):
         self.podman = podman or Podman()
 
     # -- reading -------------------------------------------------------------------------
+    def choose(self, user: Cluster) -> Cluster:
+        """A new cluster without ``spec.local.subnet`` gets the first /24 of its candidates
+        (its name's own first) that no podman network or host route uses."""
+        if user.spec.local is not None and user.spec.local.subnet is not None:
+            return user
+        used = used_subnets(self.podman)
+        for subnet in local_subnets(user.name):
+            if not any(subnet.overlaps(u) for u in used):
+                chosen = user.model_copy(deep=True)
+                chosen.spec.local = chosen.spec.local or Local()
+                chosen.spec.local.subnet = subnet
+                return chosen
+        raise CloudError("every local subnet (10.213.1.0/24 to 10.213.250.0/24) is in use: "
+                         "delete a local cluster or set spec.local.subnet")
+
     def _wanted(self, cluster: Cluster) -> dict[str, str]:
         return {h.name: str(h.address) for _, h in all_hosts(cluster)}
 
@@ -54,6 +71,12 @@ class LocalCloud(Cloud):
             files_container = existing.pop(files[0], None)
         changes = []
         if not self.podman.network_exists(network_name(cluster)):
+            subnet = cluster.spec.local.subnet
+            clash = [f"{owner} ({u})" for u, owner in used_subnets(self.podman).items()
+                     if subnet.overlaps(u)]
+            if clash:
+                raise CloudError(f"spec.local.subnet {subnet} is already used by "
+                                 f"{', '.join(clash)}: choose another subnet")
             changes.append(Change("create", "network", network_name(cluster),
                                   {"subnet": (None, str(cluster.spec.local.subnet))}))
         for name, ip in wanted.items():
@@ -159,6 +182,31 @@ class LocalCloud(Cloud):
             key = self.podman.exec(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
             lines.append(f"{name},{ip} {key[0]} {key[1]}")
         self.store.write_text(cluster.name, KNOWN_HOSTS, "\n".join(lines) + "\n")
+
+
+def used_subnets(podman: Podman) -> dict[ipaddress.IPv4Network, str]:
+    """The IPv4 subnets this machine's podman networks and routes use, and who uses each."""
+    used: dict[ipaddress.IPv4Network, str] = {}
+    try:
+        networks = podman.network_subnets()
+    except FileNotFoundError:  # no podman yet: no podman network either
+        networks = {}
+    for name, subnets in networks.items():
+        for s in subnets:
+            net = ipaddress.ip_network(s, strict=False)
+            if isinstance(net, ipaddress.IPv4Network):
+                used[net] = f"podman network {name}"
+    for dst, dev in host_routes():
+        used.setdefault(dst, f"a route via {dev}")
+    return used
+
+
+def host_routes() -> list[tuple[ipaddress.IPv4Network, str]]:
+    """This machine's IPv4 routes other than the default: (destination, device)."""
+    out = subprocess.run(["ip", "-json", "-4", "route", "show"], capture_output=True,
+                         text=True, check=False).stdout
+    return [(ipaddress.IPv4Network(r["dst"], strict=False), r.get("dev", "?"))
+            for r in json.loads(out or "[]") if r.get("dst", "default") != "default"]
 
 
 def wait_booted(podman: Podman, name: str, ip: str, timeout: float = BOOT_TIMEOUT_S) -> None:

@@ -46,6 +46,11 @@ class Podman:
             args += ["--label", f"{k}={v}"]
         self.run([*args, name])
 
+    def network_subnets(self) -> dict[str, list[str]]:
+        """Every podman network's subnets, by network name."""
+        nets = json.loads(self.run(["network", "ls", "--format", "json"]) or "[]")
+        return {n["name"]: [s["subnet"] for s in n.get("subnets") or []] for n in nets}
+
     def remove_network(self, name: str) -> None:
         if self.network_exists(name):
             self.run(["network", "rm", "--force", name])

@@ -23,7 +23,7 @@ CONVERGE = ("playbooks/pki.yml", "playbooks/etcd.yml")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with EtcdLab.running("kpe-etcd", tmp_path_factory.mktemp("etcd"), "10.213.249.0/24") as lab:
+    with EtcdLab.running("kpe-etcd", tmp_path_factory.mktemp("etcd"), "10.214.249.0/24") as lab:
         yield lab
 
 

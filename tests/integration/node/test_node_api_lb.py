@@ -19,7 +19,7 @@ SPEC = {
     "metadata": {"name": "kpclb"},
     "spec": {
         "cloud": "local",
-        "local": {"subnet": "10.213.244.0/24"},
+        "local": {"subnet": "10.214.244.0/24"},
         "controlPlane": {"count": 3, "apiLoadBalancer": {"type": "local"}},
         "nodeGroups": [{"name": "node", "count": 1}],
     },

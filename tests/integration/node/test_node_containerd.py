@@ -21,12 +21,12 @@ SPEC = {
     "metadata": {"name": "kpcrt"},
     "spec": {
         "cloud": "local",
-        "local": {"subnet": "10.213.241.0/24"},
+        "local": {"subnet": "10.214.241.0/24"},
         "nodeGroups": [{"name": "node", "count": 1}],
         "containerRuntime": {
             "pauseImage": "registry.k8s.io/pause:3.10",
             "registryMirrors": {
-                "docker.io": ["http://10.213.241.2:5000", "https://mirror.example"],
+                "docker.io": ["http://10.214.241.2:5000", "https://mirror.example"],
                 "quay.io": ["https://quay-mirror.example"],
             },
         },
@@ -136,7 +136,7 @@ def test_containerd_converges_runs_and_is_idempotent(lab):
 
     docker = lab.sh(HOST, "cat /etc/containerd/certs.d/docker.io/hosts.toml")
     assert 'server = "https://registry-1.docker.io"' in docker
-    assert docker.index("http://10.213.241.2:5000") < docker.index("https://mirror.example")
+    assert docker.index("http://10.214.241.2:5000") < docker.index("https://mirror.example")
     assert "quay-mirror.example" in lab.sh(HOST, "cat /etc/containerd/certs.d/quay.io/hosts.toml")
     # local clusters pull registry.k8s.io through the registry beside the files repository
     k8s = lab.sh(HOST, "cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml")

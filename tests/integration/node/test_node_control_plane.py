@@ -20,7 +20,7 @@ SPEC = {
     "metadata": {"name": "kpccp"},
     "spec": {
         "cloud": "local",
-        "local": {"subnet": "10.213.243.0/24"},
+        "local": {"subnet": "10.214.243.0/24"},
         "controlPlane": {"count": 3},
         "nodeGroups": [{"name": "node", "count": 0}],
     },

@@ -19,7 +19,7 @@ SPEC = {
     "metadata": {"name": "kpckb"},
     "spec": {
         "cloud": "local",
-        "local": {"subnet": "10.213.245.0/24"},
+        "local": {"subnet": "10.214.245.0/24"},
         "nodeGroups": [{"name": "node", "count": 1}],
     },
 }

@@ -24,7 +24,7 @@ SPEC = {
     "metadata": {"name": "kpckl"},
     "spec": {
         "cloud": "local",
-        "local": {"subnet": "10.213.242.0/24"},
+        "local": {"subnet": "10.214.242.0/24"},
         "nodeGroups": [{"name": "work", "count": 2}],
     },
 }
