@@ -172,6 +172,16 @@ PAUSE = Component(
     stamps=("main.version={v}",),
 )
 
+# kpyops' test workload (serve HTTP, check URLs, look names up), for `validate cluster`
+PROBE = Component(
+    name="probe",
+    module="",
+    programs=(Program("probe", "kpyops.io/build/probe"),),
+    layout="image",
+    images=("probe",),
+    stamps=("main.version={v}",),
+)
+
 COMPONENTS: dict[str, Component] = {
-    c.name: c for c in (KUBERNETES, ETCD, CONTAINERD, RUNC, CNI, COREDNS, PAUSE)
+    c.name: c for c in (KUBERNETES, ETCD, CONTAINERD, RUNC, CNI, COREDNS, PAUSE, PROBE)
 }

@@ -25,12 +25,14 @@ IMAGE_NAMES = {
     "kube-scheduler": ("kube-scheduler", "v{v}"),
     "pause": ("pause", "{v}"),
     "coredns": ("coredns/coredns", "v{v}"),
+    "probe": ("kpyops/probe", "{v}"),  # ours: served only by a registry kpyops fills
 }
 # How each image starts: the control-plane manifests name their command, so those images
 # only need the binary on PATH; pause and CoreDNS run their entrypoint.
 CONTAINERFILES = {
     "pause": "FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT [\"/pause\"]\n",
     "coredns": "FROM scratch\nCOPY coredns /coredns\nENTRYPOINT [\"/coredns\"]\n",
+    "probe": "FROM scratch\nCOPY probe /probe\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n",
 }
 DEFAULT_CONTAINERFILE = (
     "FROM scratch\nENV PATH=/usr/local/bin\nCOPY {name} /usr/local/bin/{name}\n"
@@ -50,6 +52,12 @@ class Image:
 
     def reference(self, registry: str) -> str:
         return f"{registry}/{self.path}:{self.tag}"
+
+
+def upstream_reference(program: str, version: str) -> str:
+    """The name a cluster pulls an image by (registry.k8s.io/..., through its mirror)."""
+    path, tag = IMAGE_NAMES[program]
+    return f"registry.k8s.io/{path}:{tag.format(v=version)}"
 
 
 def images_of(built: Built) -> list[Image]:

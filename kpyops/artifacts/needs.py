@@ -16,6 +16,7 @@ from kpyops.artifacts.catalog import (
     ETCD,
     KUBERNETES,
     PAUSE,
+    PROBE,
     RUNC,
     Component,
 )
@@ -40,6 +41,7 @@ def components_for(cluster: Cluster) -> list[tuple[Component, str]]:
     if s.container_runtime.registry_mirrors:
         wanted.append((PAUSE, s.container_runtime.pause_image.rsplit(":", 1)[-1]))
         wanted.append((COREDNS, s.dns.version))
+        wanted.append((PROBE, PROBE.version()))
     return wanted
 
 

@@ -196,11 +196,25 @@ def get_clusters(ctx) -> None:
 @click.pass_context
 def get_cluster(ctx, name, output, full) -> None:
     """Print a cluster's spec."""
+    store = _store(ctx)
     try:
-        c = lifecycle.load_cluster(_store(ctx), name, completed=full)
+        c = lifecycle.load_cluster(store, name, completed=full)
     except StateError as err:
         fail(str(err))
     emit(to_data(c, full=full), output)
+    progress(f"API endpoint: {_api_endpoint(store, name)}")  # stderr: stdout stays the spec
+
+
+def _api_endpoint(store, name: str) -> str:
+    from kpyops.clouds import get_cloud
+    from kpyops.kubeconfig import KubeconfigError, api_server_url
+
+    completed = lifecycle.load_cluster(store, name)
+    try:
+        cloud = get_cloud(completed.spec.cloud, store)
+        return api_server_url(completed, cloud.api_endpoint(completed))
+    except (KubeconfigError, CloudError) as err:
+        return f"not known yet ({err})"
 
 
 @click.group("delete")

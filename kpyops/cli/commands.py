@@ -10,6 +10,8 @@ MODULES = [
     "kpyops.cli.image",  # image (the local test-host image)
     "kpyops.cli.artifacts",  # artifacts build (components from Go modules)
     "kpyops.cli.certs",  # certs check / renew
+    "kpyops.cli.validate",  # validate cluster
+    "kpyops.cli.export",  # export kubeconfig
     "kpyops.cli.doctor",  # doctor (can this identity create and delete a cluster here?)
     "kpyops.cli.proxy",  # proxy (the per-node service proxy daemon)
 ]

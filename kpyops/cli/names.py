@@ -4,10 +4,12 @@ error: exit code 2, nothing touched."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import click
 
+from kpyops.kubeconfig import parse_duration
 from kpyops.spec.names import (
     InvalidName,
     check_cluster_name,
@@ -33,3 +35,20 @@ class Name(click.ParamType):
 CLUSTER_NAME = Name("cluster name", check_cluster_name)
 NODE_GROUP_NAME = Name("node group name", check_node_group_name)
 NODE_NAME = Name("node name", check_host_name)
+
+
+class Duration(click.ParamType):
+    """A duration such as 18h, 90m, 1h30m or 2d, as a timedelta."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+DURATION = Duration()

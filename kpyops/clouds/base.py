@@ -46,6 +46,9 @@ class InventoryHost:
 
 class Cloud(abc.ABC):
     name: str
+    # Can this machine open connections to the hosts' cluster addresses (validate checks
+    # etcd members straight)? Not when they are private addresses in a VPC.
+    reaches_hosts: bool = True
 
     def __init__(self, store: StateStore, progress: Progress = lambda _msg: None):
         self.store = store
@@ -55,6 +58,15 @@ class Cloud(abc.ABC):
         """The user's spec with what this cloud picks for a new cluster where the spec leaves
         it open (as kops writes its choices into the spec at create); reads only."""
         return user
+
+    def api_endpoint(self, cluster: Cluster) -> str | None:
+        """The API's address when the cloud gives it one (a load balancer's name)."""
+        return None
+
+    def probe_image(self, cluster: Cluster) -> str | None:
+        """The reference of kpyops' probe image when a registry the cluster pulls from
+        serves it (validate's in-cluster check); None when none does."""
+        return None
 
     @abc.abstractmethod
     def plan(self, cluster: Cluster) -> list[Change]:

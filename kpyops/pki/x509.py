@@ -171,7 +171,7 @@ def issue(
     subject: Subject,
     usages: tuple[str, ...],
     sans: Sans,
-    days: int,
+    days: float,
     now: dt.datetime | None = None,
     not_before: dt.datetime | None = None,
 ) -> x509.Certificate:

@@ -22,6 +22,7 @@ SessionFactory = Callable[..., AwsSession]
 
 class AwsCloud(Cloud):
     name = "aws"
+    reaches_hosts = False  # hosts have VPC addresses; the API is behind the load balancer
 
     def __init__(
         self,

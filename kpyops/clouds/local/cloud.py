@@ -13,14 +13,21 @@ import subprocess
 import time
 from pathlib import Path
 
-from kpyops.artifacts.images import build_and_push
+from kpyops.artifacts.catalog import PROBE
+from kpyops.artifacts.images import build_and_push, upstream_reference
 from kpyops.artifacts.needs import build_for, missing_files
 from kpyops.clouds.base import Change, Cloud, CloudError
 from kpyops.clouds.local.files import FILES_DIR, PORT, REGISTRY_PORT, port_open, start_files_server
 from kpyops.clouds.local.image import ensure_image
 from kpyops.clouds.local.podman import Podman
 from kpyops.clouds.local.sshkey import ensure_ssh_key
-from kpyops.spec.complete import all_hosts, local_files_url, local_subnets
+from kpyops.spec.complete import (
+    UPSTREAM_REGISTRY,
+    all_hosts,
+    local_files_url,
+    local_registry_url,
+    local_subnets,
+)
 from kpyops.spec.model import Cluster, Local
 
 LABEL = "kpyops.io/cluster"
@@ -43,6 +50,15 @@ class LocalCloud(Cloud):
         self.podman = podman or Podman()
 
     # -- reading -------------------------------------------------------------------------
+    def probe_image(self, cluster: Cluster) -> str | None:
+        """The probe image, when the cluster pulls registry.k8s.io through the registry this
+        cloud fills (which then has it: apply pushes it with the other images)."""
+        local = cluster.spec.local
+        mirrors = cluster.spec.container_runtime.registry_mirrors.get(UPSTREAM_REGISTRY, [])
+        if local is None or local.subnet is None or local_registry_url(local.subnet) not in mirrors:
+            return None
+        return upstream_reference("probe", PROBE.version())
+
     def choose(self, user: Cluster) -> Cluster:
         """A new cluster without ``spec.local.subnet`` gets the first /24 of its candidates
         (its name's own first) that no podman network or host route uses."""

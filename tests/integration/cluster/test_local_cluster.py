@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import yaml
 
 from kpyops import lifecycle
 from kpyops.artifacts import COMPONENTS
+from kpyops.artifacts.build import build
 from kpyops.artifacts.catalog import KUBERNETES
 from kpyops.clouds import get_cloud
 from kpyops.run.ansible import PlaybookFailed
@@ -210,11 +212,132 @@ def check_running_kubernetes(state: Path, name: str, cps: list[str], hosts: list
             "--config=/var/lib/kubelet/config.yaml", "--kubeconfig=/etc/kubernetes/kubelet.conf"]
 
 
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: NODE}
+      automountServiceAccountToken: false
+      securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: web
+        image: IMAGE
+        args: [serve, "8080"]
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 2}
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true,
+                          capabilities: {drop: [ALL]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 8080, targetPort: 8080}]
+"""
+
+
+def check_validate_and_services(state: Path, name: str, cps: list[str], nodes: list[str],
+                                created_at: float) -> None:
+    """`validate cluster` passes; pods reach Services by DNS name and NodePort through the
+    proxy, across nodes; a deleted backend stops getting traffic; the exported kubeconfig
+    works from this machine until it expires."""
+    hosts = cps + nodes
+    valid = kpyops(state, "validate", "cluster", name, "--wait", "10m", "-o", "json")
+    report = json.loads(valid.stdout)
+    print(f"figure: create to validate passing: {time.monotonic() - created_at:.0f}s")
+    assert report["valid"] is True, report
+    found = {f["item"]: f for f in report["findings"]}
+    wanted = ({f"node {h}" for h in hosts} | {f"probe on {h}" for h in hosts}
+              | {f"etcd {cp}" for cp in cps}
+              | {f"pod kube-system/{c}-{cp}" for cp in cps for c in CONTROL_PLANE})
+    assert wanted <= set(found), sorted(wanted - set(found))
+    assert sum(i.startswith("pod kube-system/coredns-") for i in found) == 2  # both replicas
+
+    run = kube.ssh_runner(state, name)
+    cp = cps[0]
+    # a Deployment of two probe servers on node-2 behind a NodePort Service
+    image = next(p["spec"]["template"]["spec"]["containers"][0]["image"]
+                 for p in [kube.kubectl_json(run, cp, "-n", "kpyops-validate", "get", "daemonset", "probe")])
+    run(cp, f"{kube.KUBECTL} apply -f - <<'EOF'\n{WEB.replace('NODE', nodes[1]).replace('IMAGE', image)}\nEOF")
+    kube.wait_for("web pods ready", lambda: (lambda d: d.get("status", {}).get("readyReplicas") == 2)(
+        kube.kubectl_json(run, cp, "get", "deployment", "web")))
+    web = {p["metadata"]["name"]: p for p in kube.kubectl_json(run, cp, "get", "pods", "-l", "app=web")["items"]}
+    assert {p["spec"]["nodeName"] for p in web.values()} == {nodes[1]}
+    node_port = kube.kubectl_json(run, cp, "get", "service", "web")["spec"]["ports"][0]["nodePort"]
+    client = next(p["metadata"]["name"] for p in kube.kubectl_json(
+        run, cp, "-n", "kpyops-validate", "get", "pods")["items"] if p["spec"]["nodeName"] == nodes[0])
+    node2 = next(line.split()[0].split(",")[1] for line in
+                 (state / "clusters" / name / "ssh/known_hosts").read_text().splitlines()
+                 if line.startswith(nodes[1] + ","))
+
+    def answers(url: str, times: int = 12) -> list[str]:
+        """Which pods answered, from the probe pod on node-1."""
+        out = run(cp, f"{kube.KUBECTL} -n kpyops-validate exec {client} -- /probe check "
+                  + " ".join([url] * times))
+        return re.findall(r"pod=(\S+) node=" + re.escape(nodes[1]), out)
+
+    by_name = answers("http://web.default.svc.cluster.local:8080/")
+    assert len(by_name) == 12 and set(by_name) == set(web), by_name  # DNS, ClusterIP, both pods
+    by_node_port = answers(f"http://{node2}:{node_port}/")
+    assert len(by_node_port) == 12 and set(by_node_port) <= set(web), by_node_port
+
+    # a deleted backend stops getting traffic as soon as the proxy syncs its endpoints
+    gone = sorted(web)[0]
+    deleted_at = time.monotonic()
+    run(cp, f"{kube.KUBECTL} delete pod {gone} --wait=false")
+    kube.wait_for("the deleted pod gets no more traffic",
+                  lambda: (lambda a: len(a) == 12 and gone not in a)(
+                      answers("http://web.default.svc.cluster.local:8080/")), timeout=60, every=0.5)
+    print(f"figure: deleted backend out of rotation after {time.monotonic() - deleted_at:.1f}s")
+    metrics = run(nodes[0], "curl -s http://127.0.0.1:10249/metrics")
+    total = dict(re.findall(r"^kubeproxy_network_programming_duration_seconds_(sum|count) (\S+)$",
+                            metrics, re.M))
+    if total.get("count") and float(total["count"]):
+        print(f"figure: network programming latency on {nodes[0]} (proxy metrics): "
+              f"{float(total['sum']) / float(total['count']):.2f}s mean over {float(total['count']):.0f}")
+    run(cp, f"{kube.KUBECTL} delete deployment,service web")
+
+    # the exported kubeconfig: a context of its own beside others, kubectl works from this
+    # machine with it, and stops working once its admin certificate expires
+    kubeconfig = state / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "other",
+        "clusters": [{"name": "other", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "other", "user": {"token": "x"}}],
+        "contexts": [{"name": "other", "context": {"cluster": "other", "user": "other"}}]}))
+    kpyops(state, "export", "kubeconfig", name, "--admin", "40s", "--kubeconfig", str(kubeconfig))
+    exported_at = time.monotonic()
+    merged = yaml.safe_load(kubeconfig.read_text())
+    assert merged["current-context"] == name and {c["name"] for c in merged["contexts"]} == {"other", name}
+    kubectl = str(build(KUBERNETES, KUBERNETES.version()).path("kubectl"))
+    listed = subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "name"],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.split()) == sorted(f"node/{h}" for h in hosts)
+    time.sleep(max(0.0, 45 - (time.monotonic() - exported_at)))
+    expired = subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "get", "nodes"],
+                             capture_output=True, text=True, timeout=60)
+    assert expired.returncode != 0 and "Unauthorized" in expired.stderr, expired.stderr
+    # get cluster names the API endpoint (on stderr: stdout stays the spec)
+    assert f"API endpoint: {merged['clusters'][-1]['cluster']['server']}" in kpyops(
+        state, "get", "cluster", name).stderr
+
+
 def test_create_converge_twice_and_delete(cluster):
     """A real Kubernetes cluster from `kpyops create cluster --cloud local`: every component
     built from Go modules, fetched and pulled by the hosts from the cluster's own files
     repository and registry; one control plane and two nodes."""
     state, name = cluster
+    created_at = time.monotonic()
     created = kpyops(state, "create", "cluster", name, "--cloud", "local", "--control-planes", "1",
                      "--nodes", "2", "--yes")
     assert "converged" in created.stderr
@@ -264,6 +387,7 @@ def test_create_converge_twice_and_delete(cluster):
                "/var/lib/kubelet/kpyops/assigned.yaml && echo same").strip() == "same"
 
     check_running_kubernetes(state, name, cps, hosts)
+    check_validate_and_services(state, name, cps, nodes, created_at)
 
     # CIS file checks, on every host each file belongs on
     where = {"cp": cps, "etcd": etcd_members, "all": hosts}

@@ -1,0 +1,3 @@
+module kpyops.io/build/probe
+
+go 1.24.0
