@@ -123,13 +123,20 @@ def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
     """Write a new cluster's spec, completed spec and inventory. Raises SpecError first.
     What the cloud chooses for it (a local cluster's subnet) is written into the spec."""
     complete(user)
-    if store.exists(user.name, SPEC):
+    if store.exists(user.name, SPEC):  # said early; checked again under the lock
         raise ClusterExists(f"cluster {user.name!r} already exists in {store.url}")
     user = get_cloud(user.spec.cloud, store).choose(user)
     completed = complete(user)
     with store.lock(user.name, purpose="create cluster"):
-        save(store, user, completed)
-        write_inventory(store, user.name, inventory_files(store, completed))
+        if store.exists(user.name, SPEC):
+            raise ClusterExists(f"cluster {user.name!r} already exists in {store.url}")
+        try:
+            save(store, user, completed)
+            write_inventory(store, user.name, inventory_files(store, completed))
+        except BaseException:
+            # a create that did not finish leaves nothing: running it again starts afresh
+            store.delete_cluster(user.name)
+            raise
     progress(f"cluster {user.name} written to {store.url}")
     return completed
 

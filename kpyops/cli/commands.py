@@ -12,6 +12,7 @@ MODULES = [
     "kpyops.cli.certs",  # certs check / renew
     "kpyops.cli.validate",  # validate cluster
     "kpyops.cli.export",  # export kubeconfig
+    "kpyops.cli.state",  # state unlock
     "kpyops.cli.doctor",  # doctor (can this identity create and delete a cluster here?)
     "kpyops.cli.proxy",  # proxy (the per-node service proxy daemon)
 ]

@@ -64,6 +64,12 @@ class StateStore(abc.ABC):
     def lock(self, cluster: str, *, purpose: str) -> Iterator[None]:
         """Hold the cluster's lock for the block; raise LockHeld if another run has it."""
 
+    def break_lock(self, cluster: str, holder: str) -> str:
+        """Remove a lock left by a run that is gone, if ``holder`` (``HOST/PID`` as the
+        LockHeld message says) still holds it; returns what the lock said."""
+        raise StateError(f"{self.url} keeps no lock a run can leave behind: its locks end "
+                         "with the process that holds them")
+
     def local_path(self, cluster: str) -> str | None:
         """A filesystem folder with the cluster's files, if the store has one (local store)."""
         return None

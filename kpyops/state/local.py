@@ -31,6 +31,16 @@ class LocalStore(StateStore):
         """The cluster's folder; every path of the store is built here, from a checked name."""
         return self.root / "clusters" / check_cluster_name(cluster)
 
+    def _make_dir(self, cluster: str) -> Path:
+        """The cluster's folder, made if missing: it, the store's root and every folder
+        between are private (0700)."""
+        d = self._dir(cluster)
+        for folder in (self.root, self.root / "clusters", d):
+            folder.mkdir(exist_ok=True, mode=0o700)
+            if folder.stat().st_mode & 0o077:
+                os.chmod(folder, 0o700)
+        return d
+
     def _path(self, cluster: str, key: str) -> Path:
         p = (self._dir(cluster) / key).resolve()
         if not p.is_relative_to(self._dir(cluster).resolve()):
@@ -57,8 +67,9 @@ class LocalStore(StateStore):
 
     def write(self, cluster: str, key: str, data: bytes, *, secret: bool = False) -> None:
         path = self._path(cluster, key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self._dir(cluster), 0o700)
+        d = self._make_dir(cluster)
+        for parent in reversed(path.relative_to(d.resolve()).parents[:-1]):
+            (d / parent).mkdir(exist_ok=True, mode=0o700)
         tmp = path.with_name(f".{path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
         with os.fdopen(fd, "wb") as f:
@@ -91,8 +102,7 @@ class LocalStore(StateStore):
 
     @contextlib.contextmanager
     def lock(self, cluster: str, *, purpose: str) -> Iterator[None]:
-        d = self._dir(cluster)
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        d = self._make_dir(cluster)
         path = d / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

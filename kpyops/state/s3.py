@@ -25,6 +25,15 @@ LOCK_KEY = ".lock"
 NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 
 
+def holder_id(said: str) -> str:
+    """HOST/PID of a lock's text (its JSON), or the text itself when it is not ours."""
+    try:
+        data = json.loads(said)
+        return f"{data['host']}/{data['pid']}"
+    except (ValueError, KeyError, TypeError):
+        return said
+
+
 class S3Store(StateStore):
     def __init__(self, url: str, *, region: str | None = None, session: AwsSession | None = None):
         parsed = urllib.parse.urlparse(url)
@@ -154,13 +163,25 @@ class S3Store(StateStore):
                               Body=json.dumps(holder).encode(), ServerSideEncryption="AES256")
         except AwsError as err:
             if err.code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise LockHeld(f"cluster {cluster!r} is locked by {self._holder(key)}; if that run "
-                               f"is gone, delete s3://{self.bucket}/{key}") from None
+                said = self._holder(key)
+                raise LockHeld(f"cluster {cluster!r} is locked by {said}; if that run is gone: "
+                               f"kpyops state unlock {cluster} --holder {holder_id(said)}") from None
             raise StateError(f"state store {self.url}: {err}") from None
         try:
             yield
         finally:
             self._call("delete_object", Bucket=self.bucket, Key=key)
+
+    def break_lock(self, cluster: str, holder: str) -> str:
+        key = self._root(cluster) + LOCK_KEY
+        said = self._holder(key)
+        if said == "another run":
+            raise StateError(f"cluster {cluster!r} is not locked in {self.url}")
+        if holder_id(said) != holder:
+            raise StateError(f"cluster {cluster!r} is locked by {said}, not by {holder}: "
+                             "nothing removed")
+        self._call("delete_object", Bucket=self.bucket, Key=key)
+        return said
 
     def _holder(self, key: str) -> str:
         try:

@@ -31,9 +31,13 @@ PULLED = (INVENTORY_DIR, SSH_DIR, PKI_DIR, SECRETS_DIR)
 PUSHED = (PKI_DIR, SECRETS_DIR, BACKUPS_DIR)
 
 
+def cache_root() -> Path:
+    return Path.home() / ".cache" / "kpyops" / "clusters"
+
+
 def cache_dir(name: str) -> Path:
     """The private cache folder of a cluster kept in a remote store (a checked name only)."""
-    return Path.home() / ".cache" / "kpyops" / "clusters" / check_cluster_name(name)
+    return cache_root() / check_cluster_name(name)
 
 
 def workdir(store: StateStore, name: str) -> Path:
@@ -42,8 +46,21 @@ def workdir(store: StateStore, name: str) -> Path:
     return Path(path) if path else cache_dir(name)
 
 
+def _private_folders(path: Path) -> None:
+    """``path``'s folder made, it and every folder from the cache root down to it 0700."""
+    root = cache_root() if path.is_relative_to(cache_root()) else path.parent
+    root.parent.mkdir(parents=True, exist_ok=True)
+    folders = [root]
+    for part in path.parent.relative_to(root).parts:
+        folders.append(folders[-1] / part)
+    for folder in folders:
+        folder.mkdir(exist_ok=True, mode=0o700)
+        if folder.stat().st_mode & 0o077:
+            os.chmod(folder, 0o700)
+
+
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folders(path)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -59,7 +76,7 @@ def pull(store: StateStore, name: str) -> list[str]:
     if store.local_path(name) is not None:
         return []
     root = workdir(store, name)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folders(root / ".keep")
     written = []
     for folder in PULLED:
         keys = set(store.list(name, folder + "/"))

@@ -280,3 +280,25 @@ def test_cli_apply_says_what_it_did_to_machines_and_hosts(created, monkeypatch):
     assert "+maxPods" not in r.stdout  # the apply names files; the plan shows their diffs
     assert runs[-1]["kwargs"]["diff"] and not runs[-1]["kwargs"].get("check")
     assert runs[-1]["inventory"] == root / "clusters" / NAME / "inventory"
+
+
+def test_a_create_that_fails_half_way_leaves_nothing_and_can_be_run_again(tmp_path, monkeypatch, no_routes):
+    store = LocalStore(tmp_path)
+    monkeypatch.setattr(lifecycle, "get_cloud", lambda name, store, progress=None: LocalCloud(
+        store, podman=FakePodman({})))
+
+    def broken(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lifecycle, "write_inventory", broken)  # after the spec was saved
+    with pytest.raises(OSError, match="disk full"):
+        lifecycle.create(store, user_spec(), progress=lambda _m: None)
+    assert store.list(NAME) == [] and store.clusters() == []
+    assert not (tmp_path / "clusters" / NAME).exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(lifecycle, "get_cloud", lambda name, store, progress=None: LocalCloud(
+        store, podman=FakePodman({})))
+    monkeypatch.setattr("kpyops.clouds.local.cloud.host_routes", lambda: [])
+    lifecycle.create(store, user_spec(), progress=lambda _m: None)
+    assert store.clusters() == [NAME]
+    assert lifecycle.load_cluster(store, NAME, completed=False).spec.local.subnet == local_subnet(NAME)

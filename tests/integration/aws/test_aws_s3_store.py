@@ -76,6 +76,32 @@ def test_the_lock_keeps_two_runs_apart(bucket):
         pass
 
 
+def test_a_lock_left_by_a_run_that_is_gone_is_broken_only_by_naming_its_holder(bucket):
+    import json
+    import socket
+
+    from kpyops.state.s3 import holder_id
+
+    store = S3Store(f"s3://{bucket}")
+    store.write_text("c1", "spec.yaml", "a")
+    key = "clusters/c1/.lock"
+    left = {"pid": 999999, "host": "gone-host", "purpose": "update cluster", "since": "2026-12-01T00:00:00Z"}
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(left).encode())
+    with pytest.raises(LockHeld, match="kpyops state unlock c1 --holder gone-host/999999"), \
+            store.lock("c1", purpose="update cluster"):
+        pass
+    with pytest.raises(StateError, match="not by someone/1: nothing removed"):
+        store.break_lock("c1", "someone/1")
+    with pytest.raises(LockHeld), store.lock("c1", purpose="update cluster"):  # still held
+        pass
+    assert "gone-host" in store.break_lock("c1", "gone-host/999999")
+    with store.lock("c1", purpose="update cluster"):
+        assert holder_id(store._holder(key)) == f"{socket.gethostname()}/{__import__('os').getpid()}"
+    with pytest.raises(StateError, match="not locked"):
+        store.break_lock("c1", "gone-host/999999")
+    assert store.read_text("c1", "spec.yaml") == "a"  # the cluster's files untouched
+
+
 def test_doctor_checks_the_state_bucket(bucket):
     from click.testing import CliRunner
 
