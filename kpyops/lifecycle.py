@@ -122,10 +122,9 @@ def diff_inventory(store: StateStore, name: str, files: dict[str, str]) -> dict[
 def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
     """Write a new cluster's spec, completed spec and inventory. Raises SpecError first.
     What the cloud chooses for it (a local cluster's subnet) is written into the spec."""
-    complete(user)
     if store.exists(user.name, SPEC):  # said early; checked again under the lock
         raise ClusterExists(f"cluster {user.name!r} already exists in {store.url}")
-    user = get_cloud(user.spec.cloud, store).choose(user)
+    user = get_cloud(user.spec.cloud, store).choose(user)  # reads only
     completed = complete(user)
     with store.lock(user.name, purpose="create cluster"):
         if store.exists(user.name, SPEC):

@@ -113,10 +113,12 @@ def create_cluster(ctx, name, file, cloud, control_planes, nodes, k8s_version, p
     verbose = ctx.obj["verbose"]
     try:
         user = _spec_from_flags(name, file, cloud, control_planes, nodes, k8s_version, proxy_mode)
-        if dry_run:
-            emit(to_data(complete(user)), output)
-            return
         store = _store(ctx)
+        if dry_run:  # what create would write, the cloud's choices included; reads only
+            from kpyops.clouds import get_cloud
+
+            emit(to_data(complete(get_cloud(user.spec.cloud, store).choose(user))), output)
+            return
         lifecycle.create(store, user, progress)
         user = lifecycle.load_cluster(store, name, completed=False)  # with the cloud's choices
     except SpecError as err:
@@ -161,12 +163,24 @@ def update_cluster(ctx, name, file, yes, check_hosts) -> None:
         click.echo(str(ch))
     for diff in plan.inventory.values():
         click.echo(diff, nl=False)
+    if not plan.empty:
+        progress(plan_summary(plan.cloud, len(plan.inventory)))
     if check_hosts and not yes:
         _check_hosts(store, user, plan.cloud, ctx.obj["verbose"])
     if yes:
         _converge(store, user, ctx.obj["verbose"])
     elif not plan.empty:
         progress("run again with --yes to apply (cluster.yml converges hosts either way)")
+
+
+def plan_summary(changes, inventory_files: int) -> str:
+    """One line of counts closing a plan: 'Plan: 1 to create, 0 to modify, 2 to delete; ...'."""
+    count = {a: sum(c.action == a for c in changes) for a in ("create", "modify", "delete")}
+    other = len(changes) - sum(count.values())
+    line = f"Plan: {count['create']} to create, {count['modify']} to modify, {count['delete']} to delete"
+    if other:
+        line += f", {other} other"
+    return f"{line}; {inventory_files} inventory file(s) to change"
 
 
 @click.group("get")

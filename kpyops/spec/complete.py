@@ -297,7 +297,8 @@ def complete_aws(cluster: Cluster) -> None:
     """Defaults of --cloud aws. Machines are counted, not listed: the cloud names them."""
     s = cluster.spec
     if s.aws is None:
-        raise SpecError("spec.aws", "cloud aws needs spec.aws with at least a region")
+        raise SpecError("spec.aws", "cloud aws needs a region: spec.aws.region, or AWS_REGION "
+                        "(or a profile's region) when the cluster is created")
     for path, _host in all_hosts(cluster):
         raise SpecError(path, "on aws machines are counted (count), not listed (hosts)")
     aws = s.aws

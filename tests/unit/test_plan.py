@@ -302,3 +302,12 @@ def test_a_create_that_fails_half_way_leaves_nothing_and_can_be_run_again(tmp_pa
     lifecycle.create(store, user_spec(), progress=lambda _m: None)
     assert store.clusters() == [NAME]
     assert lifecycle.load_cluster(store, NAME, completed=False).spec.local.subnet == local_subnet(NAME)
+
+
+def test_the_plan_ends_with_a_count_of_its_changes():
+    from kpyops.cli.cluster import plan_summary
+
+    changes = [Change("create", "container", "a"), Change("create", "network", "n"),
+               Change("modify", "container", "b"), Change("untag", "vpc", "v")]
+    assert plan_summary(changes, 2) == ("Plan: 2 to create, 1 to modify, 0 to delete, 1 other; "
+                                        "2 inventory file(s) to change")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+
+import boto3
 
 from kpyops.clouds.aws.applier import apply_resources
 from kpyops.clouds.aws.deleter import delete_found
@@ -14,7 +17,7 @@ from kpyops.clouds.aws.resource import Context
 from kpyops.clouds.aws.session import AwsSession
 from kpyops.clouds.base import Change, Cloud, InventoryHost, Progress
 from kpyops.spec.complete import complete
-from kpyops.spec.model import Cluster
+from kpyops.spec.model import Aws, Cluster
 from kpyops.state.base import StateStore
 
 SessionFactory = Callable[..., AwsSession]
@@ -35,6 +38,19 @@ class AwsCloud(Cloud):
         super().__init__(store, progress)
         self.session_factory = session_factory
         self.delete_timeout = delete_timeout
+
+    def choose(self, user: Cluster) -> Cluster:
+        """A spec without ``spec.aws`` takes its region from the standard AWS settings
+        (AWS_REGION, AWS_DEFAULT_REGION, then the profile's region), as the AWS CLI does."""
+        if user.spec.aws is not None:
+            return user
+        region = (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                  or boto3.session.Session().region_name)
+        if not region:
+            return user  # completion names what is missing
+        chosen = user.model_copy(deep=True)
+        chosen.spec.aws = Aws(region=region)
+        return chosen
 
     def context(self, cluster: Cluster, *, read_only: bool) -> tuple[Cluster, Context]:
         cluster = complete(cluster)

@@ -176,6 +176,9 @@ def check_bucket(ctx: Context, bucket: str) -> Check:
         except AwsError:
             problems.append("no default encryption")
     except AwsError as err:
+        if err.code in ("NoSuchBucket", "404", "NotFound"):  # before the first create: a note
+            return Check("state bucket", True, f"s3://{bucket} does not exist yet: the first "
+                         "create makes it (versioned, private, encrypted)")
         return Check("state bucket", False, str(err))
     if problems:
         return Check("state bucket", False, f"s3://{bucket}: " + ", ".join(problems))

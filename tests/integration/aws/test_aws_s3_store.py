@@ -121,6 +121,9 @@ def test_doctor_checks_the_state_bucket(bucket):
     line = bucket_line(plain)
     assert line.startswith(f"FAIL state bucket: s3://{plain}: versioning is off, ")
     assert "public access is not fully blocked" in line or "no public access block" in line
+    # before the first create the bucket does not exist: a note, not a failure
+    assert bucket_line(f"{bucket}-new") == (f"ok   state bucket: s3://{bucket}-new does not exist "
+                                            "yet: the first create makes it (versioned, private, encrypted)")
 
 
 def test_work_folder_round_trip_keeps_pki_and_secrets_in_the_bucket(bucket, tmp_path, monkeypatch):

@@ -69,3 +69,28 @@ def test_hosts_are_not_listed_on_aws():
         "nodeGroups": [{"name": "node", "hosts": [{"name": "n1", "address": "10.0.0.5"}]}]}})
     with pytest.raises(SpecError, match="counted"):
         complete(c)
+
+
+def test_create_takes_the_region_from_the_standard_aws_settings(monkeypatch, tmp_path):
+    from kpyops.clouds.aws.cloud import AwsCloud
+    from kpyops.spec import SpecError, complete, parse
+    from kpyops.state import LocalStore
+
+    user = parse({"metadata": {"name": "demo"}, "spec": {"cloud": "aws"}})
+    cloud = AwsCloud(LocalStore(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    assert cloud.choose(user) is user  # nothing to take it from: completion says what is missing
+    import pytest
+
+    with pytest.raises(SpecError, match="AWS_REGION"):
+        complete(user)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    assert cloud.choose(user).spec.aws.region == "eu-west-3"
+    monkeypatch.setenv("AWS_REGION", "eu-north-1")  # AWS_REGION first, as the AWS SDKs do
+    chosen = cloud.choose(user)
+    assert chosen.spec.aws.region == "eu-north-1" and user.spec.aws is None
+    assert complete(chosen).spec.aws.zones == ["eu-north-1a"]
+    given = parse({"metadata": {"name": "demo"}, "spec": {"cloud": "aws", "aws": {"region": "us-east-2"}}})
+    assert cloud.choose(given) is given
