@@ -71,7 +71,7 @@ class Applied:
     """What `update --yes` did: machine changes, then the converge and its per-host report."""
 
     cloud: list[Change]
-    result: PlaybookResult
+    result: PlaybookResult | None  # None: machines only (--target cloud)
     hosts: dict[str, HostChanges]
 
 
@@ -223,9 +223,10 @@ def apply(store: StateStore, user: Cluster, progress: Progress, *, verbosity: in
 
 def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: int = 0,
            on_line: Progress | None = None, on_task: Progress | None = None,
-           extra_vars: dict | None = None) -> Applied:
+           extra_vars: dict | None = None, converge: bool = True) -> Applied:
     """apply, returning what was done: the machine changes (each also said through
-    ``progress`` as it is made) and the converge with its per-host report."""
+    ``progress`` as it is made) and the converge with its per-host report. Without
+    ``converge`` only the machines and the inventory are made (kops' --target)."""
     completed = complete(user)
     with store.lock(user.name, purpose="update cluster"):
         save(store, user, completed)
@@ -235,6 +236,8 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
             if ch.kind == "container" and ch.action in ("create", "delete"):
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)  # a new machine, new facts
         write_inventory(store, user.name, inventory_files(store, completed, cloud))
+        if not converge:
+            return Applied(cloud=changes, result=None, hosts={})
         with synced(store, user.name) as wd:
             progress(f"converging cluster.yml on {user.name}")
             result = run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,

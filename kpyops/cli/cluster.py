@@ -42,10 +42,17 @@ def _spec_from_flags(name: str, file, cloud, control_planes, nodes, k8s_version,
     return parse(data)
 
 
-def _converge(store, user, verbose: int) -> None:
+TARGET = click.option("--target", type=click.Choice(["all", "cloud"]), default="all",
+                      show_default=True,
+                      help="With --yes: cloud makes the machines and the inventory only; "
+                      "all also converges cluster.yml on the hosts.")
+
+
+def _converge(store, user, verbose: int, target: str = "all") -> None:
     try:
         with ansible_progress(verbose) as callbacks:
-            applied = lifecycle.update(store, user, progress, verbosity=verbose, **callbacks)
+            applied = lifecycle.update(store, user, progress, verbosity=verbose,
+                                       converge=target == "all", **callbacks)
     except (CloudError, LockHeld, StateError) as err:
         fail(str(err))
     except PlaybookFailed as err:
@@ -54,6 +61,12 @@ def _converge(store, user, verbose: int) -> None:
                 stderr.print(line, markup=False, highlight=False)
         fail(f"{err} (run again with -v to see all of Ansible's output)")
     result = applied.result
+    if result is None:
+        for ch in applied.cloud:
+            click.echo(str(ch))
+        progress(f"machines and inventory ready ({len(applied.cloud)} change(s)); hosts not "
+                 f"converged: kpyops update cluster {user.name} --yes")
+        return
     for warning in ansible_warnings(result.output):
         warn(warning)
     if applied.cloud:
@@ -106,9 +119,10 @@ def create() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the completed spec; write nothing.")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
 @click.option("--yes", is_flag=True, help="Also provision the machines and converge cluster.yml.")
+@TARGET
 @click.pass_context
 def create_cluster(ctx, name, file, cloud, control_planes, nodes, k8s_version, proxy_mode,
-                   dry_run, output, yes) -> None:
+                   dry_run, output, yes, target) -> None:
     """Write a new cluster spec to the state store (and with --yes, build it)."""
     verbose = ctx.obj["verbose"]
     try:
@@ -126,7 +140,7 @@ def create_cluster(ctx, name, file, cloud, control_planes, nodes, k8s_version, p
     except (lifecycle.ClusterExists, LockHeld, StateError, CloudError) as err:
         fail(str(err))
     if yes:
-        _converge(store, user, verbose)
+        _converge(store, user, verbose, target)
     else:
         progress(f"to build it: kpyops update cluster {name} --yes")
 
@@ -142,8 +156,9 @@ def update() -> None:
 @click.option("--yes", is_flag=True, help="Apply the plan: machines, then cluster.yml.")
 @click.option("--hosts", "check_hosts", is_flag=True,
               help="Also run cluster.yml in check mode: what a converge would change on the hosts.")
+@TARGET
 @click.pass_context
-def update_cluster(ctx, name, file, yes, check_hosts) -> None:
+def update_cluster(ctx, name, file, yes, check_hosts, target) -> None:
     """Show what would change; with --yes, apply it and converge."""
     store = _store(ctx)
     try:
@@ -168,7 +183,7 @@ def update_cluster(ctx, name, file, yes, check_hosts) -> None:
     if check_hosts and not yes:
         _check_hosts(store, user, plan.cloud, ctx.obj["verbose"])
     if yes:
-        _converge(store, user, ctx.obj["verbose"])
+        _converge(store, user, ctx.obj["verbose"], target)
     elif not plan.empty:
         progress("run again with --yes to apply (cluster.yml converges hosts either way)")
 

@@ -311,3 +311,14 @@ def test_the_plan_ends_with_a_count_of_its_changes():
                Change("modify", "container", "b"), Change("untag", "vpc", "v")]
     assert plan_summary(changes, 2) == ("Plan: 2 to create, 1 to modify, 0 to delete, 1 other; "
                                         "2 inventory file(s) to change")
+
+
+def test_target_cloud_makes_machines_and_inventory_and_converges_nothing(created, monkeypatch):
+    store, root, _podman, runs = created
+    (root / "clusters" / NAME / "inventory" / "hosts.yml").unlink()
+    made = Change("create", "container", NODE)
+    monkeypatch.setattr(LocalCloud, "apply", lambda self, cluster: [made])  # the machines: made
+    applied = lifecycle.update(store, user_spec(), progress=lambda _m: None, converge=False)
+    assert applied.cloud == [made] and applied.result is None and applied.hosts == {}
+    assert runs == []  # no playbook ran
+    assert (root / "clusters" / NAME / "inventory" / "hosts.yml").is_file()  # written again
