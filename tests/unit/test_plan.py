@@ -150,13 +150,15 @@ def created(tmp_path, monkeypatch):
     """A cluster written to a local store (spec, completed spec, inventory), its machines
     reported by a fake podman, and ansible-playbook replaced by a recorder."""
     store = LocalStore(tmp_path)
-    lifecycle.create(store, user_spec(), progress=lambda _m: None)
-    (tmp_path / "clusters" / NAME / "ssh").mkdir(mode=0o700)
-    (tmp_path / "clusters" / NAME / "ssh" / "id_ed25519").write_text("key\n")
-    (tmp_path / "clusters" / NAME / "ssh" / "known_hosts").write_text("hosts\n")
     podman = FakePodman(dict(RUNNING))
     monkeypatch.setattr(lifecycle, "get_cloud", lambda name, store, progress=None: LocalCloud(store, podman=podman))
     monkeypatch.setattr("kpyops.clouds.get_cloud", lambda name, store, progress=None: LocalCloud(store, podman=podman))
+    monkeypatch.setattr("kpyops.clouds.local.cloud.host_routes", lambda: [])  # not this machine's
+    lifecycle.create(store, user_spec(), progress=lambda _m: None)
+    assert lifecycle.load_cluster(store, NAME, completed=False).spec.local.subnet == local_subnet(NAME)
+    (tmp_path / "clusters" / NAME / "ssh").mkdir(mode=0o700)
+    (tmp_path / "clusters" / NAME / "ssh" / "id_ed25519").write_text("key\n")
+    (tmp_path / "clusters" / NAME / "ssh" / "known_hosts").write_text("hosts\n")
     runs: list[dict] = []
 
     def run_playbook(playbook, inventory, **kwargs):
