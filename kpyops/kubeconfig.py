@@ -13,7 +13,6 @@ import base64
 import contextlib
 import datetime as dt
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +29,13 @@ from kpyops.pki.x509 import (
     load_key,
     new_key,
 )
+from kpyops.proxy.config import ConfigError
+from kpyops.proxy.config import parse_duration as go_duration
 from kpyops.spec.model import Cluster
 
 ADMIN = Subject("kubernetes-admin", ("system:masters",))
 DEFAULT_ADMIN_TTL = dt.timedelta(hours=18)  # kops' default for --admin
 API_PORT = 6443
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
 class KubeconfigError(RuntimeError):
@@ -44,11 +43,11 @@ class KubeconfigError(RuntimeError):
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """``18h``, ``90m``, ``1h30m``, ``2d``, ``45s`` (Go's duration units, and days)."""
-    parts = _DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration (examples: 18h, 90m, 1h30m, 2d)")
-    return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta())
+    """A Go duration as kops takes it: ``18h``, ``90m``, ``1h30m``, ``45s``."""
+    try:
+        return dt.timedelta(seconds=go_duration(text, "duration"))
+    except ConfigError:
+        raise ValueError(f"{text!r} is not a duration (examples: 18h, 90m, 1h30m)") from None
 
 
 def api_server_url(cluster: Cluster, endpoint: str | None = None) -> str:

@@ -8,6 +8,7 @@ from kpyops import lifecycle
 from kpyops.cli.names import CLUSTER_NAME
 from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr, warn
 from kpyops.clouds.base import CloudError
+from kpyops.proxy.config import SUPPORTED_MODES as PROXY_MODES
 from kpyops.run.ansible import PlaybookFailed, ansible_warnings
 from kpyops.run.changes import format_host_changes
 from kpyops.spec import SpecError, complete, loads, parse, to_data
@@ -115,7 +116,7 @@ def create() -> None:
 @click.option("--control-planes", type=int, help="Control-plane count (1, 3 or 5).")
 @click.option("--nodes", type=int, help="Worker count of the first node group.")
 @click.option("--kubernetes-version", "k8s_version", help="Kubernetes version.")
-@click.option("--proxy-mode", type=click.Choice(["ipvs", "iptables"]), help="Service proxy mode.")
+@click.option("--proxy-mode", type=click.Choice(PROXY_MODES), help="Service proxy mode.")
 @click.option("--dry-run", is_flag=True, help="Print the completed spec; write nothing.")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
 @click.option("--yes", is_flag=True, help="Also provision the machines and converge cluster.yml.")

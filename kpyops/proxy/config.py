@@ -18,9 +18,12 @@ import yaml
 
 from kpyops.proxy import config_fields
 
+# The one registry of what the proxy can do: the spec, the CLI, the IPVS dataplane and
+# (held equal by tests/unit/proxy/test_proxy_registry.py) the kpyops_proxy role read it.
 DEFAULT_MODE = "ipvs"
-IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh")
 SUPPORTED_MODES = ("iptables", "ipvs")
+# The kernel's IPVS schedulers (ip_vs_<name> modules) kube-proxy accepts
+IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh")
 
 
 class ConfigError(ValueError):
@@ -129,15 +132,19 @@ class ProxyConfig:
     # Not from the file: this node's topology zone, from its Node object or --node-zone.
     node_zone: str = ""
 
+    def _mode_settings(self):
+        """The settings block of the active mode (each supported mode has its own)."""
+        return {"iptables": self.iptables, "ipvs": self.ipvs}[self.mode]
+
     @property
     def sync_period(self) -> float:
         """The active mode's full-resync period."""
-        return self.ipvs.sync_period if self.mode == "ipvs" else self.iptables.sync_period
+        return self._mode_settings().sync_period
 
     @property
     def min_sync_period(self) -> float:
         """The active mode's minimum interval between syncs."""
-        return self.ipvs.min_sync_period if self.mode == "ipvs" else self.iptables.min_sync_period
+        return self._mode_settings().min_sync_period
 
 
 def _get(data: dict, key: str, kind: type | tuple[type, ...], path: str, default: Any) -> Any:

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from kpyops.artifacts.catalog import COREDNS, ETCD, KUBERNETES, PAUSE
+from kpyops.proxy.config import DEFAULT_MODE as PROXY_DEFAULT_MODE
+from kpyops.proxy.config import IPVS_SCHEDULERS
+from kpyops.proxy.config import SUPPORTED_MODES as PROXY_MODES
 from kpyops.spec.errors import describe_pattern, one_line
 from kpyops.spec.names import (
     CLUSTER_NAME_MAX,
@@ -44,7 +47,6 @@ from kpyops.spec.types import (
 API_VERSION = "kpyops.io/v1alpha1"
 KIND = "Cluster"
 
-IPVS_SCHEDULERS = ("rr", "wrr", "lc", "dh", "sh", "sed", "nq")
 
 # Kubernetes releases kpyops supports: from the first, up to (not including) the second.
 SUPPORTED_KUBERNETES = ("1.33.0", "1.38.0")
@@ -424,7 +426,8 @@ class KubeProxy(Model):
     implementation: Literal["kpyops"] = Field(
         default="kpyops", description="The service proxy kpyops installs (its own, in Python)"
     )
-    mode: Literal["ipvs", "iptables"] = "ipvs"
+    mode: Literal[PROXY_MODES] = Field(  # type: ignore[valid-type]
+        default=PROXY_DEFAULT_MODE, description="Proxy mode: " + ", ".join(PROXY_MODES))
     scheduler: str = Field(default="rr", description="IPVS scheduler: " + ", ".join(IPVS_SCHEDULERS))
     sync_period: Duration = "30s"
     min_sync_period: Duration = "1s"

@@ -71,7 +71,7 @@ def test_node_group_kubelet_override_is_merged():
         ({"controlPlane": {"count": 2}}, "spec.controlPlane.count", "1, 3 or 5"),
         ({"dns": {"autopath": True}}, "spec.dns", "pods: verified"),
         ({"dns": {"clusterDNS": "10.200.0.10"}}, "spec.dns.clusterDNS", "outside serviceCIDR"),
-        ({"kubeProxy": {"mode": "userspace"}}, "spec.kubeProxy.mode", "'ipvs' or 'iptables'"),
+        ({"kubeProxy": {"mode": "userspace"}}, "spec.kubeProxy.mode", "'iptables' or 'ipvs'"),
         ({"bogus": 1}, "spec.bogus", "unknown field"),
     ],
 )

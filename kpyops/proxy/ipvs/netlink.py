@@ -22,6 +22,8 @@ from typing import Protocol
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.generic import ipvs as genl
 
+from kpyops.proxy.config import IPVS_SCHEDULERS
+
 # include/uapi/linux/ip_vs.h
 FLAG_PERSISTENT = 0x0001
 FLAG_HASHED = 0x0002  # set by the kernel on every service it reports
@@ -31,7 +33,7 @@ FLAG_SCHED2 = 0x0010
 FLAG_SCHED3 = 0x0020
 FLAGS_MASK = 0xFFFFFFFF
 FWD_MASQ = 0x0000  # IP_VS_CONN_F_MASQ: NAT, what kube-proxy uses
-SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
+SCHEDULERS = IPVS_SCHEDULERS
 PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": socket.IPPROTO_SCTP}
 PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
 
