@@ -459,6 +459,9 @@ def test_create_converge_twice_and_delete(cluster):
         pod = yaml.safe_load(ssh(state, name, host, "cat /etc/kubernetes/manifests/kube-apiserver.yaml"))
         assert f"--{flag}={value}" in pod["spec"]["containers"][0]["command"], host
     assert ssh(state, name, f"{name}-node-1", "sysctl -n net.ipv4.ip_forward").strip() == "1"
+    # and the cluster is valid again
+    revalidated = json.loads(kpyops(state, "validate", "cluster", name, "--wait", "5m", "-o", "json").stdout)
+    assert revalidated["valid"] is True, revalidated
     # the stored spec is the edited one, and a run of it changes nothing
     user = lifecycle.load_cluster(store, name, completed=False)
     assert user.spec.control_plane.extra_args["kube-apiserver"][flag] == value
