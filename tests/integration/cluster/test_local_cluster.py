@@ -280,16 +280,19 @@ def check_validate_and_services(state: Path, name: str, cps: list[str], nodes: l
                  (state / "clusters" / name / "ssh/known_hosts").read_text().splitlines()
                  if line.startswith(nodes[1] + ","))
 
+    said: list[str] = []
+
     def answers(url: str, times: int = 12) -> list[str]:
         """Which pods answered, from the probe pod on node-1."""
         out = run(cp, f"{kube.KUBECTL} -n kpyops-validate exec {client} -- /probe check "
                   + " ".join([url] * times))
+        said[:] = [out]
         return re.findall(r"pod=(\S+) node=" + re.escape(nodes[1]), out)
 
     by_name = answers("http://web.default.svc.cluster.local:8080/")
-    assert len(by_name) == 12 and set(by_name) == set(web), by_name  # DNS, ClusterIP, both pods
+    assert len(by_name) == 12 and set(by_name) == set(web), said  # DNS, ClusterIP, both pods
     by_node_port = answers(f"http://{node2}:{node_port}/")
-    assert len(by_node_port) == 12 and set(by_node_port) <= set(web), by_node_port
+    assert len(by_node_port) == 12 and set(by_node_port) <= set(web), said
 
     # a deleted backend stops getting traffic as soon as the proxy syncs its endpoints
     gone = sorted(web)[0]
