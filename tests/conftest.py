@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# test doubles (fake kernels, dataplanes) live here, never in the shipped package
+sys.path.insert(0, str(Path(__file__).resolve().parent / "doubles"))
 
 
 def pytest_collection_modifyitems(config, items):

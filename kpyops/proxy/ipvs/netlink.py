@@ -6,7 +6,7 @@ attributes; we fill the attribute lists ourselves instead of going through pyrou
 (bench/proxy_ipvs: a first sync at 10,000 services sends ~140,000 messages). The service
 key attributes are cached per virtual server. A *transport* sends one message and returns
 the decoded replies.
-``KernelIpvsTransport`` talks to the kernel; ``kpyops.proxy.ipvs.fake.FakeIpvsKernel``
+``KernelIpvsTransport`` talks to the kernel; ``FakeIpvsKernel`` (tests/doubles/ipvs_kernel.py)
 answers the same messages from memory, at the byte level, for tests.
 """
 

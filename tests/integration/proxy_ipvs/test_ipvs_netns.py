@@ -13,12 +13,12 @@ import subprocess
 import uuid
 
 import pytest
+from ipvs_kernel import FakeIpvsKernel
 
 from kpyops.proxy.config import IpvsConfig, ProxyConfig
 from kpyops.proxy.ipvs.capability import check_ipvs_support
 from kpyops.proxy.ipvs.dataplane import IpvsDataplane
 from kpyops.proxy.ipvs.device import IpvsDevice
-from kpyops.proxy.ipvs.fake import FakeIpvsKernel
 from kpyops.proxy.ipvs.netlink import IpvsClient
 from kpyops.proxy.model import Endpoint, ServicePort, ServicePortName
 

@@ -4,10 +4,10 @@ import threading
 import time
 
 import pytest
+from proxy_dataplane import FakeDataplane
 from proxy_fake_apiserver import PATHS, FakeApiServer
 
 from kpyops.proxy import manifests as m
-from kpyops.proxy.dataplane import FakeDataplane
 from kpyops.proxy.model import ServicePortName
 from kpyops.proxy.proxier import Proxier
 from kpyops.proxy.sources.api import ApiClient, ApiSource, Reflector

@@ -3,9 +3,10 @@
 import threading
 import time
 
+from proxy_dataplane import FakeDataplane
+
 from kpyops.proxy import manifests as m
 from kpyops.proxy.conntrack import ConntrackCleaner, stale_udp_deletions
-from kpyops.proxy.dataplane import FakeDataplane
 from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.model import Endpoint, ServicePort, ServicePortName
 from kpyops.proxy.proxier import Proxier

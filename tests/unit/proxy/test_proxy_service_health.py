@@ -6,8 +6,9 @@ import socket
 import urllib.error
 import urllib.request
 
+from proxy_dataplane import FakeDataplane
+
 from kpyops.proxy import manifests as m
-from kpyops.proxy.dataplane import FakeDataplane
 from kpyops.proxy.objects import service_ports
 from kpyops.proxy.proxier import Proxier
 from kpyops.proxy.service_health import ServiceHealthServers

@@ -8,13 +8,13 @@ import errno
 
 import pytest
 from ipvs_fakes import FakeDevice
+from ipvs_kernel import FakeIpvsKernel
 from pyroute2.netlink.generic import ipvs as genl
 
 from kpyops.proxy.config import IpvsConfig, ProxyConfig
 from kpyops.proxy.dataplane import Dataplane, DataplaneError
 from kpyops.proxy.ipvs.capability import check_ipvs_support
 from kpyops.proxy.ipvs.dataplane import IpvsDataplane, apply_sysctls
-from kpyops.proxy.ipvs.fake import FakeIpvsKernel
 from kpyops.proxy.ipvs.netlink import IpvsClient, RealServer, VirtualServer
 from kpyops.proxy.model import Endpoint, ServicePort, ServicePortName
 

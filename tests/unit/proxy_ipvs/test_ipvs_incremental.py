@@ -14,11 +14,11 @@ import random
 
 import pytest
 from ipvs_fakes import FakeDevice, FakeTools
+from ipvs_kernel import FakeIpvsKernel
 from pyroute2.netlink.generic import ipvs as genl
 
 from kpyops.proxy.config import ProxyConfig
 from kpyops.proxy.ipvs.dataplane import IpvsDataplane
-from kpyops.proxy.ipvs.fake import FakeIpvsKernel
 from kpyops.proxy.ipvs.netlink import IpvsClient
 from kpyops.proxy.model import Endpoint, ServicePort, ServicePortName
 

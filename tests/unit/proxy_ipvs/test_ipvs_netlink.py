@@ -5,11 +5,11 @@ import socket
 import struct
 
 import pytest
+from ipvs_kernel import FakeIpvsKernel
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import ipvs as genl
 
-from kpyops.proxy.ipvs.fake import FakeIpvsKernel
 from kpyops.proxy.ipvs.netlink import (
     FLAG_HASHED,
     FLAG_PERSISTENT,
