@@ -102,8 +102,9 @@ def command(
         raise click.ClickException(str(err)) from err
     except Exception as err:
         from kpyops.proxy.ipvs import IpvsUnavailable
+        from kpyops.proxy.sources.directory import SourceFolderMissing
 
-        if isinstance(err, IpvsUnavailable):
+        if isinstance(err, IpvsUnavailable | SourceFolderMissing):
             raise click.ClickException(str(err)) from err
         raise
     for sig in (signal.SIGTERM, signal.SIGINT):
