@@ -3,8 +3,9 @@
 //
 //	probe serve [PORT]    answer HTTP on PORT (8080): GET / says "pod=NAME node=NODE",
 //	                      GET /healthz says "ok"
-//	probe check URL...    GET each URL once (names resolved by the pod's resolver, that is
-//	                      the cluster DNS), print each answer; exit 1 if any fails
+//	probe check URL...    GET each URL once, each on a new connection (names resolved by the
+//	                      pod's resolver, that is the cluster DNS), print each answer; exit 1
+//	                      if any fails
 //	probe lookup NAME...  resolve each name, print its addresses; exit 1 if any fails
 //	probe -v              print the version
 //
@@ -80,7 +81,8 @@ func serve(port string) {
 }
 
 func check(urls []string) int {
-	client := &http.Client{Timeout: timeout}
+	// a new connection per URL: each request is balanced afresh by the service proxy
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	failed := 0
 	for _, url := range urls {
 		resp, err := client.Get(url)

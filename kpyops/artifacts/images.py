@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kpyops.artifacts.build import Built
+from kpyops.artifacts.catalog import Component
 
 # Where upstream publishes each image, relative to registry.k8s.io, and its tag form.
 IMAGE_NAMES = {
@@ -61,10 +62,14 @@ def upstream_reference(program: str, version: str) -> str:
 
 
 def images_of(built: Built) -> list[Image]:
+    return component_images(built.component, built.version)
+
+
+def component_images(component: Component, version: str) -> list[Image]:
     out = []
-    for program in built.component.images:
+    for program in component.images:
         path, tag = IMAGE_NAMES[program]
-        out.append(Image(program, path, tag.format(v=built.version)))
+        out.append(Image(program, path, tag.format(v=version)))
     return out
 
 

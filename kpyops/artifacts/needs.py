@@ -21,6 +21,7 @@ from kpyops.artifacts.catalog import (
     Component,
 )
 from kpyops.artifacts.files import FILES_DIR, publish
+from kpyops.artifacts.images import component_images, in_registry
 from kpyops.spec.model import Cluster
 
 
@@ -58,6 +59,12 @@ def missing_files(cluster: Cluster, files_dir: Path = FILES_DIR) -> list[str]:
             continue
         out += [p for p in paths if not (files_dir / p).exists() or not (files_dir / f"{p}.sha256").exists()]
     return out
+
+
+def missing_images(cluster: Cluster, registry: str) -> list[str]:
+    """Images the spec pulls through the registry (host:port) that it does not serve yet."""
+    return [f"{i.path}:{i.tag}" for component, version in components_for(cluster)
+            for i in component_images(component, version) if not in_registry(registry, i)]
 
 
 def build_for(

@@ -15,6 +15,7 @@ from kpyops.cli import commands
 from kpyops.cli.main import cli
 from kpyops.clouds.base import Change, CloudError
 from kpyops.clouds.local.cloud import LABEL, LocalCloud
+from kpyops.clouds.local.cloud import registry_lacks as REGISTRY_LACKS
 from kpyops.run.ansible import PlaybookResult
 from kpyops.spec import complete, parse
 from kpyops.spec.complete import local_subnet, local_subnets
@@ -80,6 +81,12 @@ def test_machine_drift_is_planned(tmp_path, no_routes, machines, network, expect
             ch.fields[k] = (old, {"ADDRESS": node_ip, "SUBNET": str(cluster.spec.local.subnet)}.get(new, new))
     cloud = LocalCloud(LocalStore(tmp_path), podman=FakePodman(machines, network))
     assert cloud.plan(cluster) == expected
+
+
+@pytest.fixture(autouse=True)
+def registry_has_every_image(monkeypatch):
+    """The files server the fake podman lists is not there to ask: it lacks no image."""
+    monkeypatch.setattr("kpyops.clouds.local.cloud.registry_lacks", lambda cluster, ip: [])
 
 
 @pytest.fixture
@@ -324,3 +331,17 @@ def test_target_cloud_makes_machines_and_inventory_and_converges_nothing(created
     assert applied.cloud == [made] and applied.result is None and applied.hosts == {}
     assert runs == []  # no playbook ran
     assert (root / "clusters" / NAME / "inventory" / "hosts.yml").is_file()  # written again
+
+
+def test_a_new_image_version_is_planned_for_a_running_files_server(tmp_path, monkeypatch, no_routes):
+    """A spec whose probe, pause or CoreDNS version the running registry lacks: apply pushes it."""
+    import kpyops.clouds.local.cloud as lc
+    from kpyops.artifacts import needs
+    from kpyops.artifacts.catalog import PROBE
+
+    monkeypatch.setattr(lc, "registry_lacks", REGISTRY_LACKS)  # the real one, over a fake registry
+    monkeypatch.setattr(needs, "in_registry", lambda registry, image: image.program != "probe")
+    monkeypatch.setattr(lc, "missing_files", lambda cluster: [])
+    plan = LocalCloud(LocalStore(tmp_path), podman=FakePodman(dict(RUNNING))).plan(complete(user_spec()))
+    assert plan == [Change("modify", "files-server", FILES,
+                           {"serves": (None, f"kpyops/probe:{PROBE.version()}")})]

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from kpyops.artifacts.catalog import PROBE
-from kpyops.artifacts.images import build_and_push, upstream_reference
-from kpyops.artifacts.needs import build_for, missing_files
+from kpyops.artifacts.images import ImageError, build_and_push, upstream_reference
+from kpyops.artifacts.needs import build_for, missing_files, missing_images
 from kpyops.clouds.base import Change, Cloud, CloudError
 from kpyops.clouds.local.files import FILES_DIR, PORT, REGISTRY_PORT, port_open, start_files_server
 from kpyops.clouds.local.image import ensure_image
@@ -104,9 +104,9 @@ class LocalCloud(Cloud):
         if files and (files_container is None or files_container.get("State") != "running"):
             changes.append(Change("create", "files-server", files[0],
                                   {"address": (None, files[1]), "serves": (None, str(FILES_DIR))}))
-        elif files and missing_files(cluster):
+        elif files and (missing := missing_files(cluster) + registry_lacks(cluster, files[1])):
             changes.append(Change("modify", "files-server", files[0],
-                                  {"serves": (None, ", ".join(missing_files(cluster)))}))
+                                  {"serves": (None, ", ".join(missing))}))
         changes += [Change("delete", "container", n) for n in existing if n not in wanted]
         return changes
 
@@ -198,6 +198,14 @@ class LocalCloud(Cloud):
             key = self.podman.exec(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
             lines.append(f"{name},{ip} {key[0]} {key[1]}")
         self.store.write_text(cluster.name, KNOWN_HOSTS, "\n".join(lines) + "\n")
+
+
+def registry_lacks(cluster: Cluster, ip: str) -> list[str]:
+    """Images the cluster's running registry lacks (a new probe, pause or CoreDNS version)."""
+    try:
+        return missing_images(cluster, f"{ip}:{REGISTRY_PORT}")
+    except ImageError:
+        return []  # the registry does not answer: apply starts it and pushes everything
 
 
 def used_subnets(podman: Podman) -> dict[ipaddress.IPv4Network, str]:

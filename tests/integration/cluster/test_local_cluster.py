@@ -222,12 +222,12 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      nodeSelector: {kubernetes.io/hostname: NODE}
+      nodeSelector: {kubernetes.io/hostname: '@NODE@'}
       automountServiceAccountToken: false
       securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}
       containers:
       - name: web
-        image: IMAGE
+        image: '@IMAGE@'
         args: [serve, "8080"]
         env:
         - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
@@ -268,7 +268,7 @@ def check_validate_and_services(state: Path, name: str, cps: list[str], nodes: l
     # a Deployment of two probe servers on node-2 behind a NodePort Service
     image = next(p["spec"]["template"]["spec"]["containers"][0]["image"]
                  for p in [kube.kubectl_json(run, cp, "-n", "kpyops-validate", "get", "daemonset", "probe")])
-    run(cp, f"{kube.KUBECTL} apply -f - <<'EOF'\n{WEB.replace('NODE', nodes[1]).replace('IMAGE', image)}\nEOF")
+    run(cp, f"{kube.KUBECTL} apply -f - <<'EOF'\n{WEB.replace('@NODE@', nodes[1]).replace('@IMAGE@', image)}\nEOF")
     kube.wait_for("web pods ready", lambda: (lambda d: d.get("status", {}).get("readyReplicas") == 2)(
         kube.kubectl_json(run, cp, "get", "deployment", "web")))
     web = {p["metadata"]["name"]: p for p in kube.kubectl_json(run, cp, "get", "pods", "-l", "app=web")["items"]}
@@ -282,24 +282,27 @@ def check_validate_and_services(state: Path, name: str, cps: list[str], nodes: l
 
     said: list[str] = []
 
-    def answers(url: str, times: int = 12) -> list[str]:
+    def answers(url: str, times: int = 24) -> list[str]:
         """Which pods answered, from the probe pod on node-1."""
         out = run(cp, f"{kube.KUBECTL} -n kpyops-validate exec {client} -- /probe check "
                   + " ".join([url] * times))
         said[:] = [out]
         return re.findall(r"pod=(\S+) node=" + re.escape(nodes[1]), out)
 
+    # the first answer once the proxies have the new Service (programmed within a sync)
+    kube.wait_for("the web Service answers by name", lambda: answers(
+        "http://web.default.svc.cluster.local:8080/", 1), timeout=60, every=1)
     by_name = answers("http://web.default.svc.cluster.local:8080/")
-    assert len(by_name) == 12 and set(by_name) == set(web), said  # DNS, ClusterIP, both pods
+    assert len(by_name) == 24 and set(by_name) == set(web), said  # DNS, ClusterIP, both pods
     by_node_port = answers(f"http://{node2}:{node_port}/")
-    assert len(by_node_port) == 12 and set(by_node_port) <= set(web), said
+    assert len(by_node_port) == 24 and set(by_node_port) <= set(web), said
 
     # a deleted backend stops getting traffic as soon as the proxy syncs its endpoints
     gone = sorted(web)[0]
     deleted_at = time.monotonic()
     run(cp, f"{kube.KUBECTL} delete pod {gone} --wait=false")
     kube.wait_for("the deleted pod gets no more traffic",
-                  lambda: (lambda a: len(a) == 12 and gone not in a)(
+                  lambda: (lambda a: len(a) == 24 and gone not in a)(
                       answers("http://web.default.svc.cluster.local:8080/")), timeout=60, every=0.5)
     print(f"figure: deleted backend out of rotation after {time.monotonic() - deleted_at:.1f}s")
     metrics = run(nodes[0], "curl -s http://127.0.0.1:10249/metrics")
