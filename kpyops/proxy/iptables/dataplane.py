@@ -313,8 +313,15 @@ class IptablesDataplane:
     # -- canary and cleanup ---------------------------------------------------------------------
 
     def check_canary(self) -> bool:
-        """False if any table lost our canary rule (flushed or deleted by someone else)."""
+        """False if any table lost our canary rule (flushed or deleted by someone else), or
+        if nat KUBE-SERVICES, the chain every service hangs from, no longer holds the rules
+        we wrote (flushed alone, the canaries intact): kube-proxy rewrites it on every sync,
+        we rewrite it when it is not what we left."""
         ok = all(self.commands.rule_exists(table, c.CANARY, ["-j", "RETURN"]) for table in c.TABLES)
+        written = self._top_written.get(("nat", c.SERVICES))
+        if ok and written is not None:
+            live = self.commands.list_rules("nat", c.SERVICES)
+            ok = live is not None and len(live) == len(written)
         if not ok:
             self._kernel_known = False
         return ok

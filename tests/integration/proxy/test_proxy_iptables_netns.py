@@ -355,6 +355,19 @@ def test_flushed_rules_come_back_after_one_sync(cluster):
     assert seen == {P1.name, P2.name}
 
 
+def test_a_flushed_services_chain_alone_comes_back_within_one_sync_period(cluster):
+    """Only nat KUBE-SERVICES flushed (the canary chains intact): the next periodic sync
+    notices and rewrites it, as kube-proxy's every-sync rewrite would."""
+    net.in_ns(NODE1, tool(cluster.backend), "-t", "nat", "-F", "KUBE-SERVICES")
+    before = cluster.syncs()
+    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
+    if cluster.syncs() == before:  # no sync yet: the flush really broke the service
+        assert broken[0].split()[0] not in (P1.name, P2.name), broken
+    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
+    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
+    assert seen == {P1.name, P2.name}
+
+
 def test_no_duplicate_jump_rules_after_resyncs(cluster):
     saved = net.in_ns(NODE1, tool(cluster.backend, "-save")).stdout
     jumps = [

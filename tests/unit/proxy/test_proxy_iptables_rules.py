@@ -19,6 +19,7 @@ class FakeCommands:
         self.restores: list[str] = []
         self.saved = {"nat": "", "filter": "", "mangle": ""}
         self.canary = True
+        self.flushed: set[tuple[str, str]] = set()
 
     def restore(self, text):
         self.restores.append(text)
@@ -27,7 +28,21 @@ class FakeCommands:
         return self.saved[table]
 
     def list_rules(self, table, chain):
-        return []
+        """What the last restore left in the chain (rules written whole with -A, or moved
+        by -I/-D), unless someone flushed it (``flushed``)."""
+        if (table, chain) in self.flushed:
+            return []
+        rules: list[str] = []
+        for text in self.restores:
+            lines = text.splitlines()
+            if f":{chain} - [0:0]" in lines:
+                rules = []
+            for line in lines:
+                if line.startswith(f"-A {chain} ") or line.startswith(f"-I {chain} "):
+                    rules.append(line)
+                elif line.startswith(f"-D {chain} "):
+                    rules.pop() if rules else None
+        return rules
 
     def rule_exists(self, table, chain, args):
         return self.canary
@@ -136,6 +151,18 @@ def test_canary_failure_makes_next_sync_full():
     fake.canary = False
     assert not dp.check_canary()
     assert dp.sync(*_maps(), {SPN}).full
+
+
+def test_a_flushed_services_chain_makes_the_next_sync_full_though_canaries_are_intact():
+    fake = FakeCommands()
+    dp = IptablesDataplane(OPTS, commands=fake)
+    dp.sync(*_maps(), None)
+    assert dp.check_canary()  # as written
+    assert not dp.sync(*_maps(), set()).full
+    fake.flushed.add(("nat", c.SERVICES))  # someone ran iptables -t nat -F KUBE-SERVICES
+    assert not dp.check_canary()
+    result = dp.sync(*_maps(), set())
+    assert result.full and f"-A {c.SERVICES} " in fake.restores[-1]
 
 
 def test_large_clusters_drop_per_endpoint_comments():
