@@ -110,4 +110,4 @@ def command(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     daemon.run()
-    sys.exit(0)
+    sys.exit(daemon.exit_code)  # 1: the Node changed under us; systemd starts us again

@@ -147,7 +147,9 @@ class ProxyDaemon:
         state_dir: Path = DEFAULT_STATE_DIR,
     ) -> None:
         client = None
-        if node is None and not source_dir:
+        self.node_watch = None
+        from_api = node is None and not source_dir  # not given on the command line
+        if from_api:
             from kpyops.proxy.sources.api import ApiClient
 
             client = ApiClient.from_kubeconfig(config.kubeconfig or None)
@@ -177,10 +179,20 @@ class ProxyDaemon:
             self.source = DirectorySource(source_dir, self.proxier, poll_interval)
         else:
             from kpyops.proxy.sources.api import ApiClient, ApiSource
+            from kpyops.proxy.sources.node_watch import NodeWatch
 
             client = client or ApiClient.from_kubeconfig(config.kubeconfig or None)
-            self.source = ApiSource(client, self.proxier)
+            self.source = ApiSource(client, self.proxier, resync_period=config.config_sync_period)
+            if from_api:
+                self.node_watch = NodeWatch(client, config.hostname, node, self._node_changed,
+                                            resync_period=config.config_sync_period)
         self.servers = []
+        self.exit_code = 0
+
+    def _node_changed(self, what: str) -> None:
+        """The Node no longer matches what the dataplanes were built from: stop, exit 1."""
+        self.exit_code = 1
+        self.stop()
 
     def run(self) -> None:
         """Serve and sync until :meth:`stop`."""
@@ -196,6 +208,9 @@ class ProxyDaemon:
             target=self.source.run, args=(self.stop_event,), name="source", daemon=True
         )
         source.start()
+        if self.node_watch is not None:
+            threading.Thread(target=self.node_watch.run, args=(self.stop_event,),
+                             name="watch-node", daemon=True).start()
         log.info(
             "kpyops proxy running in %s mode as node %s", self.config.mode, self.config.hostname
         )

@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -137,12 +138,20 @@ class Reflector:
         watch_timeout: int = 300,
         backoff_initial: float = 0.8,
         backoff_max: float = 30.0,
+        field_selector: str = "",
+        resync_period: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.path = path
         self.store = store
         self.on_synced = on_synced
         self.label_selector = label_selector
+        self.field_selector = field_selector
+        # relist at least this often (configSyncPeriod), between watches; 0: never
+        self.resync_period = resync_period
+        self.clock = clock
+        self._listed_at = 0.0
         self.page_size = page_size
         self.watch_timeout = watch_timeout
         self.backoff_initial = backoff_initial
@@ -155,9 +164,7 @@ class Reflector:
     def list(self) -> None:
         """List every object (all pages); replace the store; remember the resourceVersion."""
         items: list[dict] = []
-        params = {"limit": str(self.page_size)}
-        if self.label_selector:
-            params["labelSelector"] = self.label_selector
+        params = {"limit": str(self.page_size), **self._selectors()}
         while True:
             page = self.client.get_json(self.path, params)
             items.extend(page.get("items") or [])
@@ -168,9 +175,21 @@ class Reflector:
         self.store.replace(items)
         self.resource_version = meta.get("resourceVersion") or ""
         self.lists += 1
+        self._listed_at = self.clock()
         if not self._synced:
             self._synced = True
             self.on_synced()
+
+    def _selectors(self) -> dict[str, str]:
+        out = {}
+        if self.label_selector:
+            out["labelSelector"] = self.label_selector
+        if self.field_selector:
+            out["fieldSelector"] = self.field_selector
+        return out
+
+    def resync_due(self) -> bool:
+        return bool(self.resync_period) and self.clock() - self._listed_at >= self.resync_period
 
     def watch(self, stop: threading.Event) -> int:
         """Watch from the current resourceVersion until the stream ends; events handled."""
@@ -179,9 +198,8 @@ class Reflector:
             "allowWatchBookmarks": "true",
             "resourceVersion": self.resource_version or "",
             "timeoutSeconds": str(self.watch_timeout),
+            **self._selectors(),
         }
-        if self.label_selector:
-            params["labelSelector"] = self.label_selector
         self.watches += 1
         handled = 0
         for line in self.client.watch_lines(self.path, params, self.watch_timeout + 15):
@@ -212,7 +230,7 @@ class Reflector:
         delay = self.backoff_initial
         while not stop.is_set():
             try:
-                if self.resource_version is None:
+                if self.resource_version is None or self.resync_due():
                     self.list()
                 self.watch(stop)
                 delay = self.backoff_initial  # a watch that ran and ended cleanly

@@ -208,3 +208,43 @@ current-context: x
     assert c.headers == {"Authorization": f"Bearer {api.token}"}
     listed = c.get_json(SVC, {})
     assert [i["metadata"]["name"] for i in listed["items"]] == ["web"]
+
+
+def test_config_sync_period_relists_between_watches(api):
+    """configSyncPeriod: the reflector lists afresh at least that often."""
+    api.put(SVC, m.service("a", "10.96.0.1", PORTS))
+    seen = Objects()
+    stop = threading.Event()
+    refl = Reflector(client(api), SVC, seen.store(), seen.synced.set, watch_timeout=1,
+                     backoff_initial=0.01, resync_period=0.5)
+    thread = threading.Thread(target=refl.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: refl.lists >= 3, timeout=15)
+    finally:
+        stop.set()
+    assert "a" in seen.objects
+    never = Reflector(client(api), SVC, Objects().store(), lambda: None)
+    assert not never.resync_due()  # 0: relist only when the watch cannot go on
+
+
+def test_node_watch_restarts_the_proxy_once_when_its_node_changes():
+    from kpyops.proxy.node import NodeInfo
+    from kpyops.proxy.sources.node_watch import NodeWatch
+
+    said = []
+
+    def node(zone, ip):
+        return {"metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": zone}},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+
+    watch = NodeWatch(ApiClient("http://127.0.0.1:1"), "n1", NodeInfo("zone-a", ("10.0.0.5",)),
+                      said.append)
+    assert watch.reflector.field_selector == "metadata.name=n1" and watch.reflector.label_selector == ""
+    watch._seen(node("zone-a", "10.0.0.5"))
+    watch._seen({"metadata": {"name": "n1"}})  # not initialised yet: nothing to compare
+    assert said == []
+    watch._seen(node("zone-b", "10.0.0.6"))
+    assert said == ["zone zone-a -> zone-b; addresses 10.0.0.5 -> 10.0.0.6"]
+    watch._seen(node("zone-c", "10.0.0.6"))
+    assert len(said) == 1  # said once: the proxy is stopping
