@@ -124,8 +124,10 @@ def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
     What the cloud chooses for it (a local cluster's subnet) is written into the spec."""
     if store.exists(user.name, SPEC):  # said early; checked again under the lock
         raise ClusterExists(f"cluster {user.name!r} already exists in {store.url}")
-    user = get_cloud(user.spec.cloud, store).choose(user)  # reads only
+    cloud = get_cloud(user.spec.cloud, store)
+    user = cloud.choose(user)  # reads only
     completed = complete(user)
+    cloud.preflight(completed)  # a wrong zone or instance type: said before anything is stored
     with store.lock(user.name, purpose="create cluster"):
         if store.exists(user.name, SPEC):
             raise ClusterExists(f"cluster {user.name!r} already exists in {store.url}")

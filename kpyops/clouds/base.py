@@ -59,6 +59,12 @@ class Cloud(abc.ABC):
         it open (as kops writes its choices into the spec at create); reads only."""
         return user
 
+    def preflight(self, cluster: Cluster) -> None:
+        """Check the cloud's facts the completed spec relies on (credentials, zones, machine
+        types, image) before the spec is stored; raise CloudError naming the first wrong one.
+        Reads only. Local machines and bare metal have no such facts to check."""
+        return None
+
     def api_endpoint(self, cluster: Cluster) -> str | None:
         """The API's address when the cloud gives it one (a load balancer's name)."""
         return None

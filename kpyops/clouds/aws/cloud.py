@@ -52,6 +52,11 @@ class AwsCloud(Cloud):
         chosen.spec.aws = Aws(region=region)
         return chosen
 
+    def preflight(self, cluster: Cluster) -> None:
+        """Credentials, zones, instance types and the image, read before create stores the spec."""
+        cluster, ctx = self.context(cluster, read_only=True)
+        preflight(ctx, cluster)
+
     def context(self, cluster: Cluster, *, read_only: bool) -> tuple[Cluster, Context]:
         cluster = complete(cluster)
         aws = cluster.spec.aws

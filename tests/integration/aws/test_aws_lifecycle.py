@@ -15,6 +15,7 @@ from kpyops.clouds.aws import AwsCloud, permissions
 from kpyops.clouds.aws.deleter import DeleteTimeout
 from kpyops.clouds.aws.inventory import bastion_args
 from kpyops.clouds.aws.session import AwsSession
+from kpyops.clouds.base import CloudError
 from kpyops.spec.io import parse
 from kpyops.state import open_store
 from kpyops.state.local import LocalStore
@@ -285,3 +286,20 @@ def test_doctor_checks_every_action_a_whole_life_uses(aws, ami, name, tmp_path):
             "ec2:TerminateInstances", "route53:ChangeResourceRecordSets"} <= used
     assert used - set(permissions.all_actions()) == set()
     assert tagged_resources(name) == []
+
+
+@pytest.mark.parametrize(("bad", "words"), [
+    ({"zones": ["us-east-1a", "us-east-1q"]}, "unknown zone us-east-1q"),
+    ({"nodeInstanceType": "t9.nonsense"}, "unknown instance type t9.nonsense"),
+    ({"ami": "ami-0123456789abcdef0"}, "machine image ami-0123456789abcdef0 not found"),
+])
+def test_create_checks_the_clouds_facts_before_storing_anything(ami, aws, tmp_path, name, bad, words):
+    """A wrong zone, instance type or image is said by create; nothing is stored, so fixing
+    the file and running again works."""
+    store = LocalStore(tmp_path / "state")
+    with pytest.raises(CloudError, match=words):
+        lifecycle.create(store, spec(**{"ami": ami, "name": name, **bad}), lambda _m: None)
+    assert store.clusters() == [] and not (tmp_path / "state" / "clusters" / name).exists()
+    lifecycle.create(store, spec(ami, name), lambda _m: None)  # fixed: goes through
+    assert store.clusters() == [name]
+    assert tagged_resources(name) == []  # create (without --yes) made nothing in the cloud
