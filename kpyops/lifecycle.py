@@ -11,6 +11,7 @@ import difflib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, complete, dumps, loads
 from kpyops.spec.model import Cluster as ClusterModel
 from kpyops.state.base import (
+    CLUSTER_ID,
     COMPLETED_SPEC,
     INVENTORY_DIR,
     PKI_DIR,
@@ -132,6 +134,7 @@ def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
         if store.exists(user.name, SPEC):
             raise ClusterExists(f"cluster {user.name!r} already exists in {store.url}")
         try:
+            store.write_text(user.name, CLUSTER_ID, uuid.uuid4().hex + "\n")
             save(store, user, completed)
             write_inventory(store, user.name, inventory_files(store, completed))
         except BaseException:

@@ -10,17 +10,34 @@ import boto3
 from kpyops.clouds.aws.applier import apply_resources
 from kpyops.clouds.aws.deleter import delete_found
 from kpyops.clouds.aws.desired import desired_resources, lb_name
+from kpyops.clouds.aws.errors import AwsError
 from kpyops.clouds.aws.inventory import inventory_hosts
 from kpyops.clouds.aws.planner import make_plan, scan
 from kpyops.clouds.aws.preflight import preflight
-from kpyops.clouds.aws.resource import Context
+from kpyops.clouds.aws.resource import TAG_CLUSTER, TAG_OWNER, Context, tag_dict
 from kpyops.clouds.aws.session import AwsSession
 from kpyops.clouds.base import Change, Cloud, InventoryHost, Progress
 from kpyops.spec.complete import complete
 from kpyops.spec.model import Aws, Cluster
-from kpyops.state.base import StateStore
+from kpyops.state.base import CLUSTER_ID, StateStore
 
 SessionFactory = Callable[..., AwsSession]
+
+
+def refuse_foreign(ctx: Context) -> None:
+    """A VPC tagged for a cluster of this name that another state store holds: its names
+    (load balancer, IAM roles) would collide, and it must never be planned, adopted or
+    deleted from here."""
+    if ctx.owner is None:
+        return
+    vpcs = ctx.call("ec2", "describe_vpcs",
+                    Filters=[{"Name": f"tag:{TAG_CLUSTER}", "Values": [ctx.cluster]}])["Vpcs"]
+    for vpc in vpcs:
+        tags = tag_dict(vpc.get("Tags"))
+        if ctx.foreign(tags):
+            raise AwsError(f"VPC {vpc['VpcId']} belongs to a cluster named {ctx.cluster} kept in "
+                           f"another state store (owner {tags.get(TAG_OWNER) or 'unknown'}); this "
+                           "store's cluster will not plan, adopt or delete it: use another name")
 
 
 class AwsCloud(Cloud):
@@ -56,15 +73,25 @@ class AwsCloud(Cloud):
         """Credentials, zones, instance types and the image, read before create stores the spec."""
         cluster, ctx = self.context(cluster, read_only=True)
         preflight(ctx, cluster)
+        if ctx.owner is None:  # a new cluster: nothing may carry its name yet
+            vpcs = ctx.call("ec2", "describe_vpcs", Filters=[
+                {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster.name]}])["Vpcs"]
+            if vpcs:
+                raise AwsError(f"a cluster named {cluster.name} already has resources in this "
+                               f"account (VPC {vpcs[0]['VpcId']}), kept in another state store: "
+                               "use another name")
 
     def context(self, cluster: Cluster, *, read_only: bool) -> tuple[Cluster, Context]:
         cluster = complete(cluster)
         aws = cluster.spec.aws
         assert aws is not None
+        owner = (self.store.read_text(cluster.name, CLUSTER_ID).strip()
+                 if self.store.exists(cluster.name, CLUSTER_ID) else None)
         ctx = Context(self.session_factory(aws.region, read_only=read_only), cluster.name,
-                      aws.extra_tags)
+                      aws.extra_tags, owner=owner)
         if aws.dns is not None and aws.dns.record:
             ctx.dns = (aws.dns.zone, aws.dns.record, lb_name(cluster.name))
+        refuse_foreign(ctx)
         return cluster, ctx
 
     def _public_key(self, cluster: str) -> Callable[[], str]:

@@ -13,6 +13,7 @@ from typing import Any
 from kpyops.clouds.aws.errors import AwsError
 from kpyops.clouds.aws.resource import (
     TAG_CLUSTER,
+    TAG_OWNER,
     TAG_RESOURCE,
     Actual,
     Context,
@@ -115,9 +116,10 @@ class IamRole(Resource):
                 return None
             raise
         tags = tag_dict(ctx.call("iam", "list_role_tags", RoleName=role["RoleName"]).get("Tags"))
-        if tags.get(TAG_CLUSTER) != ctx.cluster:
+        if not ctx.owns_tags(tags):
             raise AwsError(f"IAM role {role['RoleName']} exists but is not this cluster's "
-                           f"(tag {TAG_CLUSTER}={tags.get(TAG_CLUSTER)!r}); refusing to adopt it")
+                           f"(tags {TAG_CLUSTER}={tags.get(TAG_CLUSTER)!r}, {TAG_OWNER}="
+                           f"{tags.get(TAG_OWNER)!r}); refusing to adopt it")
         try:
             policy = ctx.call("iam", "get_role_policy", RoleName=role["RoleName"],
                               PolicyName=POLICY_NAME)["PolicyDocument"]
@@ -155,7 +157,7 @@ class IamRole(Resource):
         out = []
         for role in ctx.pages("iam", "list_roles", "Roles", PathPrefix=PATH):
             tags = tag_dict(ctx.call("iam", "list_role_tags", RoleName=role["RoleName"]).get("Tags"))
-            if tags.get(TAG_CLUSTER) == ctx.cluster:
+            if ctx.owns_tags(tags):
                 out.append(Found(cls.kind, role["RoleName"], tags.get(TAG_RESOURCE, "")))
         return out
 
@@ -187,7 +189,7 @@ class InstanceProfile(Resource):
                 return None
             raise
         tags = tag_dict(prof.get("Tags"))  # GetInstanceProfile returns the tags
-        if tags.get(TAG_CLUSTER) != ctx.cluster:
+        if not ctx.owns_tags(tags):
             raise AwsError(f"instance profile {prof['InstanceProfileName']} exists but is not "
                            "this cluster's; refusing to adopt it")
         return Actual(prof["InstanceProfileName"],
@@ -221,7 +223,7 @@ class InstanceProfile(Resource):
             prof = ctx.call("iam", "get_instance_profile",
                             InstanceProfileName=prof["InstanceProfileName"])["InstanceProfile"]
             tags = tag_dict(prof.get("Tags"))
-            if tags.get(TAG_CLUSTER) == ctx.cluster:
+            if ctx.owns_tags(tags):
                 out.append(Found(cls.kind, prof["InstanceProfileName"], tags.get(TAG_RESOURCE, ""),
                                  extra=prof))
         return out

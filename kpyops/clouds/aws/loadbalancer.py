@@ -7,7 +7,6 @@ from typing import Any
 
 from kpyops.clouds.aws.errors import AwsError
 from kpyops.clouds.aws.resource import (
-    TAG_CLUSTER,
     TAG_RESOURCE,
     Actual,
     Context,
@@ -40,7 +39,7 @@ def _tags(ctx: Context, arns: list[str]) -> dict[str, dict[str, str]]:
 
 def _owned(ctx: Context, arn: str, what: str) -> None:
     tags = _tags(ctx, [arn]).get(arn, {})
-    if tags.get(TAG_CLUSTER) != ctx.cluster:
+    if not ctx.owns_tags(tags):
         raise AwsError(f"{what} exists but is not this cluster's; refusing to adopt it")
 
 
@@ -51,7 +50,7 @@ def _scan(ctx: Context, kind: str, op: str, key: str, arn_key: str) -> list[Foun
         Found(kind, i[arn_key], tags[i[arn_key]].get(TAG_RESOURCE, ""),
               extra={**i, "Tags": tags[i[arn_key]]})
         for i in items
-        if tags.get(i[arn_key], {}).get(TAG_CLUSTER) == ctx.cluster
+        if ctx.owns_tags(tags.get(i[arn_key], {}))
     ]
 
 

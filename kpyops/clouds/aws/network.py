@@ -8,6 +8,7 @@ from typing import Any
 from kpyops.clouds.aws.errors import AwsError
 from kpyops.clouds.aws.resource import (
     TAG_CLUSTER,
+    TAG_OWNER,
     TAG_RESOURCE,
     Actual,
     Context,
@@ -122,7 +123,7 @@ class Vpc(Resource):
     @classmethod
     def delete(cls, ctx: Context, found: Found) -> None:
         if found.shared:
-            names = [TAG_CLUSTER, TAG_RESOURCE, k8s_tag(ctx.cluster), "Name"]
+            names = [TAG_CLUSTER, TAG_RESOURCE, TAG_OWNER, k8s_tag(ctx.cluster), "Name"]
             ctx.call("ec2", "delete_tags", Resources=[found.id], Tags=[{"Key": k} for k in names])
             return
         ctx.call("ec2", "delete_vpc", VpcId=found.id)

@@ -18,6 +18,9 @@ from kpyops.clouds.aws.session import AwsSession
 
 TAG_CLUSTER = "kpyops.io/cluster"
 TAG_RESOURCE = "kpyops.io/resource"
+# The cluster's id in its state store (written by create): a cluster of the same name kept
+# in another store has another id, and never sees, adopts or deletes these resources.
+TAG_OWNER = "kpyops.io/owner"
 
 
 def k8s_tag(cluster: str) -> str:
@@ -64,10 +67,12 @@ class Found:
 class Context:
     """What a plan or apply run shares: the session, the cluster's name and known ids."""
 
-    def __init__(self, session: AwsSession, cluster: str, extra_tags: dict[str, str] | None = None):
+    def __init__(self, session: AwsSession, cluster: str, extra_tags: dict[str, str] | None = None,
+                 owner: str | None = None):
         self.session = session
         self.cluster = cluster
         self.extra_tags = dict(extra_tags or {})
+        self.owner = owner  # None: a cluster created before ids existed (tags by name only)
         self.ids: dict[str, str] = {}
         self.actuals: dict[str, Actual] = {}
         self.dns: tuple[str, str, str] | None = None  # (zone, record, load balancer name)
@@ -94,6 +99,7 @@ class Context:
             TAG_CLUSTER: self.cluster,
             TAG_RESOURCE: name,
             k8s_tag(self.cluster): "shared" if shared else "owned",
+            **({TAG_OWNER: self.owner} if self.owner else {}),
         }
 
     def tag_list(self, name: str, **kw) -> list[dict[str, str]]:
@@ -105,10 +111,22 @@ class Context:
     def owns(self, item: dict, name: str | None = None) -> bool:
         """Check tags client-side too: not every endpoint honours every tag filter."""
         tags = tag_dict(item.get("Tags"))
-        return tags.get(TAG_CLUSTER) == self.cluster and (name is None or tags.get(TAG_RESOURCE) == name)
+        return self.owns_tags(tags) and (name is None or tags.get(TAG_RESOURCE) == name)
+
+    def owns_tags(self, tags: dict[str, str]) -> bool:
+        """Tagged for this cluster, and (once it has an id) for this cluster's store."""
+        return tags.get(TAG_CLUSTER) == self.cluster and (
+            self.owner is None or tags.get(TAG_OWNER) == self.owner)
+
+    def foreign(self, tags: dict[str, str]) -> bool:
+        """Tagged for a cluster of this name that another state store holds."""
+        return (tags.get(TAG_CLUSTER) == self.cluster and self.owner is not None
+                and tags.get(TAG_OWNER) != self.owner)
 
     def owned_filters(self, name: str | None = None) -> list[dict]:
         f = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [self.cluster]}]
+        if self.owner:
+            f.append({"Name": f"tag:{TAG_OWNER}", "Values": [self.owner]})
         if name is not None:
             f.append({"Name": f"tag:{TAG_RESOURCE}", "Values": [name]})
         return f

@@ -303,3 +303,32 @@ def test_create_checks_the_clouds_facts_before_storing_anything(ami, aws, tmp_pa
     lifecycle.create(store, spec(ami, name), lambda _m: None)  # fixed: goes through
     assert store.clusters() == [name]
     assert tagged_resources(name) == []  # create (without --yes) made nothing in the cloud
+
+
+def test_a_cluster_of_the_same_name_in_another_store_never_touches_the_first(ami, aws, tmp_path, name):
+    """Resources carry the cluster's id in its store: a second store's cluster of the same
+    name can neither be created over them nor plan, adopt or delete them."""
+    one, two = LocalStore(tmp_path / "one"), LocalStore(tmp_path / "two")
+    lifecycle.create(one, spec(ami, name), lambda _m: None)
+    lifecycle.create(two, spec(ami, name), lambda _m: None)  # before the first has resources
+    first = AwsCloud(one, delete_timeout=60)
+    first.apply(lifecycle.load_cluster(one, name))
+    owner = one.read_text(name, "cluster-id").strip()
+    assert owner != two.read_text(name, "cluster-id").strip()
+    made = tagged_resources(name)
+    assert made
+    vpc = boto3.client("ec2").describe_vpcs(Filters=[{"Name": "tag:kpyops.io/cluster", "Values": [name]}])
+    assert {t["Key"]: t["Value"] for t in vpc["Vpcs"][0]["Tags"]}["kpyops.io/owner"] == owner
+
+    second = AwsCloud(two, delete_timeout=60)
+    theirs = lifecycle.load_cluster(two, name)
+    for step in (second.plan, second.apply, second.plan_delete, second.delete):
+        with pytest.raises(CloudError, match="kept in another state store"):
+            step(theirs)
+    assert tagged_resources(name) == made  # untouched
+    third = LocalStore(tmp_path / "three")
+    with pytest.raises(CloudError, match="already has resources in this account"):
+        lifecycle.create(third, spec(ami, name), lambda _m: None)
+    assert third.clusters() == []
+    first.delete(lifecycle.load_cluster(one, name))
+    assert tagged_resources(name) == []
