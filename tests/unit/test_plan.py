@@ -345,3 +345,25 @@ def test_a_new_image_version_is_planned_for_a_running_files_server(tmp_path, mon
     plan = LocalCloud(LocalStore(tmp_path), podman=FakePodman(dict(RUNNING))).plan(complete(user_spec()))
     assert plan == [Change("modify", "files-server", FILES,
                            {"serves": (None, f"kpyops/probe:{PROBE.version()}")})]
+
+
+def test_create_checks_for_the_cluster_again_under_the_lock(tmp_path, monkeypatch, no_routes):
+    """Two creates of one name at once: the one that gets the lock second finds the first's
+    spec and stops, leaving it as written."""
+    store = LocalStore(tmp_path)
+    monkeypatch.setattr(lifecycle, "get_cloud", lambda name, store, progress=None: LocalCloud(
+        store, podman=FakePodman({})))
+    lifecycle.create(store, user_spec(), progress=lambda _m: None)  # the other run's create
+    before = {k: store.read(NAME, k) for k in store.list(NAME)}
+    checks = []
+    real_exists = LocalStore.exists
+
+    def racing_exists(self, cluster, key="spec.yaml"):
+        checks.append(key)
+        return False if len(checks) == 1 else real_exists(self, cluster, key)  # early check: not yet
+
+    monkeypatch.setattr(LocalStore, "exists", racing_exists)
+    with pytest.raises(lifecycle.ClusterExists):
+        lifecycle.create(store, user_spec(maxPods=55), progress=lambda _m: None)
+    monkeypatch.undo()
+    assert {k: store.read(NAME, k) for k in store.list(NAME)} == before

@@ -100,6 +100,22 @@ def test_a_lock_left_by_a_run_that_is_gone_is_broken_only_by_naming_its_holder(b
     with pytest.raises(StateError, match="not locked"):
         store.break_lock("c1", "gone-host/999999")
     assert store.read_text("c1", "spec.yaml") == "a"  # the cluster's files untouched
+    # the command a person runs, named in the LockHeld message
+    from click.testing import CliRunner
+
+    from kpyops.cli import commands
+    from kpyops.cli.main import cli
+
+    for c in commands.all_commands():
+        cli.add_command(c)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(left).encode())
+    wrong = CliRunner().invoke(cli, ["--state", f"s3://{bucket}", "state", "unlock", "c1",
+                                     "--holder", "someone/1"])
+    assert wrong.exit_code != 0 and "nothing removed" in wrong.output
+    right = CliRunner().invoke(cli, ["--state", f"s3://{bucket}", "state", "unlock", "c1",
+                                     "--holder", "gone-host/999999"])
+    assert right.exit_code == 0, right.output
+    assert "removed" in right.output and "gone-host" in right.output
 
 
 def test_doctor_checks_the_state_bucket(bucket):
