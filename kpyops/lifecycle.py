@@ -20,6 +20,7 @@ import yaml
 
 from kpyops.clouds import Change, get_cloud
 from kpyops.clouds.base import Cloud
+from kpyops.clouds.capabilities import capabilities
 from kpyops.render.inventory import render_inventory
 from kpyops.run.ansible import FACT_CACHE, PlaybookResult, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
@@ -86,12 +87,14 @@ def load_cluster(store: StateStore, name: str, *, completed: bool = True) -> Clu
 def inventory_files(store: StateStore, cluster: Cluster, cloud: Cloud | None = None) -> dict[str, str]:
     wd = workdir(store, cluster.name)
     hosts = cloud.inventory_hosts(cluster) if cloud and hasattr(cloud, "inventory_hosts") else None
+    caps = capabilities(cluster.spec.cloud)
+    has_key = caps.ssh_key_in_store or store.exists(cluster.name, SSH_KEY)
     return render_inventory(
         cluster,
         hosts=hosts,
-        ssh_key_file=str(wd / SSH_KEY) if store.exists(cluster.name, SSH_KEY) or cluster.spec.cloud == "local" else None,
+        ssh_key_file=str(wd / SSH_KEY) if has_key else None,
         state_dir=str(wd),
-        known_hosts_file=str(wd / KNOWN_HOSTS) if cluster.spec.cloud == "local" else None,
+        known_hosts_file=str(wd / KNOWN_HOSTS) if caps.known_hosts_in_store else None,
     )
 
 

@@ -292,7 +292,7 @@ def for_cluster(store: StateStore, name: str) -> Iterator[tuple[Api, Expected, E
         client = ApiClient.from_connection(Connection(server=server, ca_file=ca, cert_file=cert,
                                                       key_file=key))
         etcd = None
-        if cloud.reaches_hosts and expected.etcd:
+        if cloud.capabilities.reaches_hosts and expected.etcd:
             pool = urllib3.PoolManager(
                 cert_reqs="CERT_REQUIRED", ca_certs=str(pki / "etcd" / "ca.crt"),
                 cert_file=str(pki / "etcd" / "healthcheck-client.crt"),

@@ -10,6 +10,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kpyops.clouds.capabilities import Capabilities, capabilities
 from kpyops.spec.model import Cluster
 from kpyops.state.base import StateStore
 
@@ -46,13 +47,14 @@ class InventoryHost:
 
 class Cloud(abc.ABC):
     name: str
-    # Can this machine open connections to the hosts' cluster addresses (validate checks
-    # etcd members straight)? Not when they are private addresses in a VPC.
-    reaches_hosts: bool = True
 
     def __init__(self, store: StateStore, progress: Progress = lambda _msg: None):
         self.store = store
         self.progress = progress
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities(self.name)
 
     def choose(self, user: Cluster) -> Cluster:
         """The user's spec with what this cloud picks for a new cluster where the spec leaves

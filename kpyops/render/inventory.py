@@ -14,6 +14,7 @@ import jinja2
 import yaml
 
 from kpyops.clouds.base import InventoryHost
+from kpyops.clouds.capabilities import capabilities
 from kpyops.spec.io import to_data
 from kpyops.spec.model import Cluster
 
@@ -84,6 +85,7 @@ def render_inventory(
         "ssh_key_file": cluster.spec.ssh.private_key_file or ssh_key_file,
         "state_dir": state_dir,
         "known_hosts_file": known_hosts_file,
+        "caps": capabilities(cluster.spec.cloud).as_dict(),
     }
     out: dict[str, str] = {}
     for path in sorted(TEMPLATES.rglob("*.j2")):

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pydantic import ValidationError
 
 from kpyops.artifacts.catalog import CNI, CONTAINERD, RUNC
+from kpyops.clouds.capabilities import capabilities
 from kpyops.spec.errors import SpecError
 from kpyops.spec.model import (
     MAX_NODES,
@@ -285,7 +286,8 @@ def _complete(cluster: Cluster) -> Cluster:
     for art, (version, url) in DEFAULT_ARTIFACTS.items():
         if art not in s.artifacts.items:
             v = {"{k8s}": s.kubernetes_version, "{etcd}": etcd.version}.get(version, version)
-            s.artifacts.items[art] = Artifact(version=v, url=None if s.cloud == "local" else url)
+            s.artifacts.items[art] = Artifact(
+                version=v, url=None if capabilities(s.cloud).serves_artifacts else url)
 
     problems += host_problems(c)
     if problems:

@@ -100,3 +100,23 @@ def test_ansible_warnings_are_collected_once():
     assert ansible_warnings(lines) == ["WARNING: kernel modules not available on a (kernel 6): ip_vs. Loading is off."]
     assert parse_recap(lines) == {"a": {"ok": 3, "changed": 1, "unreachable": 0, "failed": 0},
                                   "b": {"ok": 3, "changed": 0, "unreachable": 0, "failed": 0}}
+
+
+def test_one_place_knows_what_a_cloud_can_do():
+    """Every cloud the spec names has its capabilities, and no template branches on which
+    cloud it is: the templates read ``caps``."""
+    import re
+    import typing
+
+    from kpyops.clouds import get_cloud
+    from kpyops.clouds.capabilities import CLOUDS
+    from kpyops.spec.model import ClusterSpec
+    from kpyops.state import LocalStore
+
+    names = typing.get_args(ClusterSpec.model_fields["cloud"].annotation)
+    assert set(names) == set(CLOUDS)
+    for name in names:
+        assert get_cloud(name, LocalStore("/nonexistent")).capabilities == CLOUDS[name]
+    templates = ROOT / "templates" / "inventory"
+    for path in templates.rglob("*.j2"):
+        assert not re.search(r"spec\.cloud\s*(==|!=|in\b)|if spec\.cloud", path.read_text()), path

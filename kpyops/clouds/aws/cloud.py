@@ -42,7 +42,6 @@ def refuse_foreign(ctx: Context) -> None:
 
 class AwsCloud(Cloud):
     name = "aws"
-    reaches_hosts = False  # hosts have VPC addresses; the API is behind the load balancer
 
     def __init__(
         self,
