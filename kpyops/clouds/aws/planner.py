@@ -18,7 +18,9 @@ class Step:
 
 
 @dataclass
-class Plan:
+class ResourcePlan:
+    """The AWS resources of one cluster: a step per desired resource, and what no longer is."""
+
     steps: list[Step]
     orphans: list[Found]
 
@@ -56,7 +58,7 @@ def scan(ctx: Context, kinds=tuple(SCANNED)) -> list[Found]:
     return [f for found in results for f in found]
 
 
-def make_plan(ctx: Context, resources: list[Resource]) -> Plan:
+def make_plan(ctx: Context, resources: list[Resource]) -> ResourcePlan:
     steps = find_all(ctx, resources)
     for step in steps:
         step.change = compare(ctx, step)
@@ -65,4 +67,4 @@ def make_plan(ctx: Context, resources: list[Resource]) -> Plan:
         f for f in scan(ctx, ORPHAN_KINDS)
         if not f.shared and (f.kind, f.name) not in wanted
     ]
-    return Plan(steps, orphans)
+    return ResourcePlan(steps, orphans)
