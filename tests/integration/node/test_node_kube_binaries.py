@@ -44,7 +44,6 @@ def with_artifact(lab: Lab, sha256: str) -> None:
 
 def run(lab: Lab):
     return lab.playbook(ROOT / "playbooks/kubelet.yml", "--tags", "kube_binaries", limit=HOST,
-                        # the lab is a local cluster, whose group_vars skip the download:
                         # this test is about the download itself
                         extra_vars={"kube_binaries_node": ["kubelet"],
                                     "kube_binaries_skip_download": False})
