@@ -283,9 +283,19 @@ def _complete(cluster: Cluster) -> Cluster:
         problems.append(("spec.dns.clusterDNS", f"{s.dns.cluster_dns} is outside serviceCIDR {svc}"))
 
     # Artifacts: every binary named, with its version and source
+    # A version has one field: etcd's is spec.etcd.version, Kubernetes' spec.kubernetesVersion;
+    # an artifact item may name where the binary comes from, not another version of it.
+    owners = {"{k8s}": ("spec.kubernetesVersion", s.kubernetes_version),
+              "{etcd}": ("spec.etcd.version", etcd.version)}
+    for art, (version, _url) in DEFAULT_ARTIFACTS.items():
+        item = s.artifacts.items.get(art)
+        if version in owners and item is not None and item.version != owners[version][1]:
+            field, value = owners[version]
+            problems.append((f"spec.artifacts.items.{art}.version",
+                             f"is {item.version} but {field} is {value}: set the version there only"))
     for art, (version, url) in DEFAULT_ARTIFACTS.items():
         if art not in s.artifacts.items:
-            v = {"{k8s}": s.kubernetes_version, "{etcd}": etcd.version}.get(version, version)
+            v = owners.get(version, (None, version))[1]
             s.artifacts.items[art] = Artifact(
                 version=v, url=None if capabilities(s.cloud).serves_artifacts else url)
 

@@ -702,6 +702,3 @@ class Cluster(Model):
     def name(self) -> str:
         return self.metadata.name
 
-
-def _hostname_rule(name: str) -> bool:
-    return re.fullmatch(DNS_LABEL, name) is not None

@@ -73,6 +73,10 @@ def test_node_group_kubelet_override_is_merged():
         ({"dns": {"clusterDNS": "10.200.0.10"}}, "spec.dns.clusterDNS", "outside serviceCIDR"),
         ({"kubeProxy": {"mode": "userspace"}}, "spec.kubeProxy.mode", "'iptables' or 'ipvs'"),
         ({"bogus": 1}, "spec.bogus", "unknown field"),
+        ({"artifacts": {"items": {"etcd": {"version": "3.5.0"}}}}, "spec.artifacts.items.etcd.version",
+         "but spec.etcd.version is"),
+        ({"kubernetesVersion": "1.35.4", "artifacts": {"items": {"kubelet": {"version": "1.34.1"}}}},
+         "spec.artifacts.items.kubelet.version", "but spec.kubernetesVersion is 1.35.4"),
     ],
 )
 def test_bad_input_names_field_and_rule(overrides, field, words):
