@@ -97,6 +97,9 @@ def playbook_command(playbook: str, inventory: str, *, extra_vars: dict | None =
     return cmd
 
 
+DSA_WARNING = "ignore:DSA is deprecated"
+
+
 def run_playbook(playbook: str, inventory: str, *, on_line: Callable[[str], None] | None = None,
                  on_task: Callable[[str], None] | None = None, **kwargs) -> PlaybookResult:
     """Run a playbook of this project against an inventory; raise PlaybookFailed on failure."""
@@ -108,7 +111,11 @@ def run_playbook(playbook: str, inventory: str, *, on_line: Callable[[str], None
     with tempfile.NamedTemporaryFile(prefix="kpyops-events-", suffix=".jsonl") as events:
         env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0",
                "PYTHONUNBUFFERED": "1", "COLUMNS": "1000",  # no wrapped lines to parse
-               "ANSIBLE_CALLBACK_PLUGINS": plugins, "KPYOPS_EVENTS": events.name}
+               "ANSIBLE_CALLBACK_PLUGINS": plugins, "KPYOPS_EVENTS": events.name,
+               # ansible-core imports cryptography's DSA module, which warns on import at
+               # every run: not the operator's concern (kpyops itself makes no DSA keys)
+               "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                                         DSA_WARNING]))}
         proc = subprocess.Popen(playbook_command(playbook, inventory, **kwargs), cwd=PROJECT,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
