@@ -331,6 +331,16 @@ def test_deleted_service_stops_answering_and_others_keep_working(cluster):
     assert set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20))) == {P1.name, P2.name}
 
 
+def broken_then_back_after_one_sync(cluster, before: float) -> None:
+    """The service fails while no sync has run since the flush, and works after one."""
+    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
+    if cluster.syncs() == before:  # no sync yet: the flush really broke the service
+        assert broken[0].split()[0] not in (P1.name, P2.name), broken
+    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
+    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
+    assert seen == {P1.name, P2.name}
+
+
 def test_flushed_rules_come_back_after_one_sync(cluster):
     before = cluster.syncs()
     # A firewall reload: flush the whole nat table, then put back the firewall's own rule.
@@ -347,12 +357,7 @@ def test_flushed_rules_come_back_after_one_sync(cluster):
         "-j",
         "MASQUERADE",
     )
-    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
-    if cluster.syncs() == before:  # no sync yet: the flush really broke the service
-        assert broken[0].split()[0] not in (P1.name, P2.name), broken
-    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
-    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
-    assert seen == {P1.name, P2.name}
+    broken_then_back_after_one_sync(cluster, before)
 
 
 def test_a_flushed_services_chain_alone_comes_back_within_one_sync_period(cluster):
@@ -360,12 +365,7 @@ def test_a_flushed_services_chain_alone_comes_back_within_one_sync_period(cluste
     notices and rewrites it, as kube-proxy's every-sync rewrite would."""
     net.in_ns(NODE1, tool(cluster.backend), "-t", "nat", "-F", "KUBE-SERVICES")
     before = cluster.syncs()
-    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
-    if cluster.syncs() == before:  # no sync yet: the flush really broke the service
-        assert broken[0].split()[0] not in (P1.name, P2.name), broken
-    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
-    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
-    assert seen == {P1.name, P2.name}
+    broken_then_back_after_one_sync(cluster, before)
 
 
 def test_no_duplicate_jump_rules_after_resyncs(cluster):
