@@ -338,6 +338,14 @@ def check_validate_and_services(state: Path, name: str, cps: list[str], nodes: l
         state, "get", "cluster", name).stderr
 
 
+def converge(store, user):
+    """lifecycle.apply; a failed run fails the test with Ansible's last lines."""
+    try:
+        return lifecycle.apply(store, user, progress=lambda _m: None)
+    except PlaybookFailed as err:
+        raise AssertionError(f"{err}\n" + "\n".join(err.tail)) from None
+
+
 def test_create_converge_twice_and_delete(cluster):
     """A real Kubernetes cluster from `kpyops create cluster --cloud local`: every component
     built from Go modules, fetched and pulled by the hosts from the cluster's own files
@@ -361,7 +369,7 @@ def test_create_converge_twice_and_delete(cluster):
     # the second converge changes nothing on any host
     store = LocalStore(state)
     user = lifecycle.load_cluster(store, name, completed=False)
-    rerun = lifecycle.apply(store, user, progress=lambda _m: None)
+    rerun = converge(store, user)
     assert set(rerun.recap) == set(hosts)
     assert {h: r["changed"] for h, r in rerun.recap.items()} == dict.fromkeys(hosts, 0)
 
@@ -471,7 +479,7 @@ def test_create_converge_twice_and_delete(cluster):
     # the stored spec is the edited one, and a run of it changes nothing
     user = lifecycle.load_cluster(store, name, completed=False)
     assert user.spec.control_plane.extra_args["kube-apiserver"][flag] == value
-    again = lifecycle.apply(store, user, progress=lambda _m: None)
+    again = converge(store, user)
     assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys(hosts, 0)
 
     # the inventory works without the CLI, like kubespray's
