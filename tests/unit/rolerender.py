@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import filter_loader
 from ansible.template import Templar, trust_as_template
 
 from kpyops.render.inventory import render_inventory
@@ -21,6 +22,8 @@ from kpyops.spec.model import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ROOT / "roles"
+# the filters ansible.cfg gives every role (filter_plugins)
+filter_loader.add_directory(str(ROOT / "plugins" / "filter"))
 
 
 def _trust(value: Any) -> Any:
@@ -93,3 +96,11 @@ class RoleRenderer:
         text = (self.role_dir / "templates" / template).read_text()
         templar = Templar(loader=DataLoader(), variables=_trust({**self.variables, **local}))
         return templar.template(trust_as_template(text))
+
+    def task_content(self, tasks: str, name: str, **local: Any) -> str:
+        """What the ``copy`` task named ``name`` in ``tasks/<tasks>`` writes (its ``content``),
+        with loop or task variables given as ``local``."""
+        doc = yaml.safe_load((self.role_dir / "tasks" / tasks).read_text())
+        task = next(t for t in doc if t.get("name") == name)
+        templar = Templar(loader=DataLoader(), variables=_trust({**self.variables, **local}))
+        return templar.template(trust_as_template(task["ansible.builtin.copy"]["content"]))

@@ -213,7 +213,8 @@ def test_audit_policy_keeps_secret_content_out_and_logs_exec():
     {"file": "admin.conf", "user": "kubernetes-admin", "cert": "admin"},
 ])
 def test_kubeconfigs_point_at_local_api_with_pki_files(kc):
-    doc = yaml.safe_load(renderer().render("kubeconfig.j2", item=kc))
+    doc = yaml.safe_load(renderer().task_content(
+        "config.yml", "Config | Write the kubeconfigs of controller-manager, scheduler and admin", item=kc))
     cluster = doc["clusters"][0]["cluster"]
     assert cluster["server"] == "https://127.0.0.1:6443"
     assert cluster["certificate-authority"] == "/etc/kubernetes/pki/ca.crt"

@@ -155,7 +155,7 @@ def test_unit_file_runs_the_config_file_without_hostname_override():
 def test_kubeconfig_reaches_the_api_the_spec_says(lb, host, want):
     inv = Inventory(spec(controlPlane={"count": 3, "apiLoadBalancer": lb}))
     r = RoleRenderer("kubelet", inv, host)
-    doc = yaml.safe_load(r.render("kubelet.conf.j2"))
+    doc = yaml.safe_load(r.task_content("files.yml", "Files | Write the kubelet kubeconfig"))
     cp1 = inv.host_vars["demo-cp-1"]["kpyops_address"]
     assert doc["clusters"][0]["cluster"]["server"] == want.format(cp1=cp1)
     assert doc["users"][0]["name"] == f"system:node:{host}"

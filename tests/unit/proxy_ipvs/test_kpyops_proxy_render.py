@@ -87,10 +87,10 @@ def test_kubeconfig_reaches_the_api_server_as_the_kubelet_does(group, count, lb)
     s["spec"]["controlPlane"] = {"count": count, "apiLoadBalancer": lb}
     inv = Inventory(s)
     host = inv.host(group)
-    kubeconfig = yaml.safe_load(
-        RoleRenderer("kpyops_proxy", inv, host).render("proxy.kubeconfig.j2")
-    )
-    kubelet = RoleRenderer("kubelet", inv, host).var("__kubelet_api_server")
+    kubeconfig = yaml.safe_load(RoleRenderer("kpyops_proxy", inv, host).task_content(
+        "config.yml", "config | Write the proxy's kubeconfig"))
+    kubelet = yaml.safe_load(RoleRenderer("kubelet", inv, host).task_content(
+        "files.yml", "Files | Write the kubelet kubeconfig"))["clusters"][0]["cluster"]["server"]
     assert kubeconfig["clusters"][0]["cluster"]["server"] == kubelet
     if lb["type"] == "external" and group == "kube_node":
         assert kubelet == "https://api.example.org:6443"
@@ -101,7 +101,8 @@ def test_kubeconfig_reaches_the_api_server_as_the_kubelet_does(group, count, lb)
 
 
 def test_kubeconfig_uses_the_proxy_identity():
-    user = yaml.safe_load(renderer(spec()).render("proxy.kubeconfig.j2"))["users"][0]
+    user = yaml.safe_load(renderer(spec()).task_content(
+        "config.yml", "config | Write the proxy's kubeconfig"))["users"][0]
     assert user["name"] == "system:kube-proxy"
     assert user["user"]["client-certificate"] == "/etc/kubernetes/pki/kube-proxy.crt"
     assert "client-key-data" not in user["user"]
