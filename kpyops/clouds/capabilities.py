@@ -23,6 +23,9 @@ class Capabilities:
     # this machine can open connections to the hosts' cluster addresses (not so for private
     # addresses in a VPC): validate checks etcd members straight
     reaches_hosts: bool
+    # the spec lists every machine (name and address): neither completion nor the cloud makes
+    # or names any
+    lists_hosts: bool
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -30,12 +33,14 @@ class Capabilities:
 
 CLOUDS: dict[str, Capabilities] = {
     "local": Capabilities(whole_kernel=False, nofile_limit=1024, ssh_key_in_store=True,
-                          known_hosts_in_store=True, serves_artifacts=True, reaches_hosts=True),
+                          known_hosts_in_store=True, serves_artifacts=True, reaches_hosts=True,
+                          lists_hosts=False),
     "baremetal": Capabilities(whole_kernel=True, nofile_limit=65536, ssh_key_in_store=False,
                               known_hosts_in_store=False, serves_artifacts=False,
-                              reaches_hosts=True),
+                              reaches_hosts=True, lists_hosts=True),
     "aws": Capabilities(whole_kernel=True, nofile_limit=65536, ssh_key_in_store=False,
-                        known_hosts_in_store=False, serves_artifacts=False, reaches_hosts=False),
+                        known_hosts_in_store=False, serves_artifacts=False, reaches_hosts=False,
+                        lists_hosts=False),
 }
 
 

@@ -30,7 +30,8 @@ from kpyops.clouds.local.cloud import wait_booted
 from kpyops.clouds.local.image import image_tag
 from kpyops.clouds.local.podman import Podman
 from kpyops.render.inventory import render_inventory
-from kpyops.spec.complete import all_hosts, complete
+from kpyops.spec.complete import complete
+from kpyops.spec.hosts import all_hosts
 from kpyops.spec.model import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,9 @@ from kpyops.cli.main import cli
 from kpyops.clouds.base import Change, CloudError
 from kpyops.clouds.local.cloud import LABEL, LocalCloud
 from kpyops.clouds.local.cloud import registry_lacks as REGISTRY_LACKS
+from kpyops.clouds.local.complete import local_subnet, local_subnets
 from kpyops.run.ansible import PlaybookResult
 from kpyops.spec import complete, parse
-from kpyops.spec.complete import local_subnet, local_subnets
 from kpyops.state import LocalStore
 
 for _c in commands.all_commands():

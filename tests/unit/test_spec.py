@@ -33,7 +33,7 @@ def test_minimal_spec_completes_every_default():
     assert s.kube_proxy.mode == "iptables" and s.kube_proxy.scheduler == "rr"  # local default
     assert s.kubelet.cpu_manager_policy == "none"
     assert s.node_groups[0].kubelet.eviction_hard["memory.available"] == "100Mi"
-    assert set(s.artifacts.items) >= {"etcd", "kubelet", "kube-apiserver"}
+    assert set(s.artifacts.items) == {"etcd", "kubelet", "kubectl", "containerd", "runc", "cni-plugins"}
     # local hosts get fixed addresses inside the cluster's own subnet
     assert all(h.address in s.local.subnet for h in s.control_plane.hosts)
 

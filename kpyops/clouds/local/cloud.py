@@ -17,17 +17,17 @@ from kpyops.artifacts.catalog import PROBE
 from kpyops.artifacts.images import ImageError, build_and_push, upstream_reference
 from kpyops.artifacts.needs import build_for, missing_files, missing_images
 from kpyops.clouds.base import Change, Cloud, CloudError
-from kpyops.clouds.local.files import FILES_DIR, PORT, REGISTRY_PORT, port_open, start_files_server
-from kpyops.clouds.local.image import ensure_image
-from kpyops.clouds.local.podman import Podman
-from kpyops.clouds.local.sshkey import ensure_ssh_key
-from kpyops.spec.complete import (
+from kpyops.clouds.local.complete import (
     UPSTREAM_REGISTRY,
-    all_hosts,
     local_files_url,
     local_registry_url,
     local_subnets,
 )
+from kpyops.clouds.local.files import FILES_DIR, PORT, REGISTRY_PORT, port_open, start_files_server
+from kpyops.clouds.local.image import ensure_image
+from kpyops.clouds.local.podman import Podman
+from kpyops.clouds.local.sshkey import ensure_ssh_key
+from kpyops.spec.hosts import all_hosts
 from kpyops.spec.model import Cluster, Local
 
 LABEL = "kpyops.io/cluster"

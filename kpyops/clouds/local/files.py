@@ -16,8 +16,8 @@ from pathlib import Path
 
 from kpyops.artifacts import COMPONENTS, build, publish
 from kpyops.artifacts.files import FILES_DIR
+from kpyops.clouds.local.complete import LOCAL_FILES_PORT, LOCAL_REGISTRY_PORT
 from kpyops.clouds.local.podman import RUNTIME, ULIMITS, Podman
-from kpyops.spec.complete import LOCAL_FILES_PORT, LOCAL_REGISTRY_PORT
 
 PORT = LOCAL_FILES_PORT
 REGISTRY_PORT = LOCAL_REGISTRY_PORT
