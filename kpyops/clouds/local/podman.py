@@ -13,6 +13,22 @@ RUNTIME = "runc"
 ULIMITS = ("nofile=1024:1024", "nproc=4096:4096")
 
 
+# The command of a test host: its systemd, after one fix. On this cgroup v1 machine podman's
+# systemd mode, with a private cgroup namespace, leaves the machine's whole name=systemd
+# hierarchy mounted at /sys/fs/cgroup/systemd: every host's systemd would put init.scope,
+# system.slice and kubepods.slice at that hierarchy's root, shared by all of them, and one
+# host's shutdown (podman stop) would stop every other host's kubelet and pods (seen: the
+# API servers of two clusters died when a third host stopped). So the host's own cgroup
+# there, the one holding its PID 1 (this shell), is bind-mounted over the hierarchy first,
+# as kind does on cgroup v1; then systemd starts.
+HOST_INIT = """\
+own=$(grep -l -x 1 $(find /sys/fs/cgroup/systemd -name cgroup.procs 2>/dev/null) 2>/dev/null | head -1)
+own=$(dirname "${own:-/sys/fs/cgroup/systemd/cgroup.procs}")
+if [ "$own" != /sys/fs/cgroup/systemd ]; then mount --bind "$own" /sys/fs/cgroup/systemd; fi
+exec /sbin/init
+"""
+
+
 class PodmanError(RuntimeError):
     pass
 
@@ -84,7 +100,7 @@ class Podman:
             args += ["--label", f"{k}={v}"]
         for v in volumes:
             args += ["--volume", v]
-        self.run([*args, image])
+        self.run([*args, image, "/bin/sh", "-c", HOST_INIT])
 
     def exec(self, name: str, command: list[str], *, check: bool = True) -> str:
         return self.run(["exec", name, *command], check=check)
