@@ -254,6 +254,30 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
     return Applied(cloud=changes, result=result, hosts=host_changes(result.events))
 
 
+class UnknownHost(ValueError):
+    """A host name that is not in the cluster's inventory."""
+
+
+def reset_host(store: StateStore, name: str, host: str, *, check: bool = False,
+               on_task: Progress | None = None, on_line: Progress | None = None,
+               verbosity: int = 0) -> tuple[PlaybookResult, HostChanges]:
+    """reset.yml on one host of cluster ``name`` (the reset role: services, files, rules and
+    etcd data of the cluster leave the host; the cluster's API is not touched), and what it
+    changed there. With ``check``, the check-mode run only: what the reset would remove."""
+    cluster = load_cluster(store, name)
+    files = inventory_files(store, cluster, get_cloud(cluster.spec.cloud, store))
+    hosts = list(_inventory_hosts(files))
+    if host not in hosts:
+        raise UnknownHost(f"{host!r} is not a host of cluster {name}: {', '.join(hosts)}")
+    with store.lock(name, purpose=f"reset host {host}"), synced(store, name) as wd:
+        result = run_playbook("reset.yml", str(wd / INVENTORY_DIR), check=check, diff=True,
+                                  extra_vars={"node": host, "reset_confirmed": "true"},
+                                  on_task=on_task, on_line=on_line, verbosity=verbosity)
+    if not check:
+        (FACT_CACHE / host).unlink(missing_ok=True)  # its facts describe an installed host
+    return result, host_changes(result.events).get(host, HostChanges(host))
+
+
 def delete(store: StateStore, name: str, progress: Progress) -> list[Change]:
     cluster = load_cluster(store, name)
     cloud = get_cloud(cluster.spec.cloud, store, progress)

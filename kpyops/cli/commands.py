@@ -15,6 +15,7 @@ MODULES = [
     "kpyops.cli.state",  # state unlock
     "kpyops.cli.doctor",  # doctor (can this identity create and delete a cluster here?)
     "kpyops.cli.proxy",  # proxy (the per-node service proxy daemon)
+    "kpyops.cli.reset",  # reset host (reset.yml on one host)
 ]
 
 
