@@ -350,7 +350,7 @@ for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /run/containerd /e
          /etc/systemd/system/kpyops-proxy.service /etc/sysctl.d/90-kpyops-net.conf; do
   [ -e "$p" ] && echo "path $p"
 done
-pgrep -f containerd-shim >/dev/null && echo "process containerd-shim"
+pgrep -x containerd-shim >/dev/null && echo "process containerd-shim"
 pgrep -x pause >/dev/null && echo "process pause"
 findmnt -rn -o TARGET | grep -E '^(/var/lib/kubelet|/run/containerd|/var/lib/containerd)' | sed 's/^/mount /'
 iptables-save | grep -E '^:(KUBE-|KPYOPS-|CNI-)' | sed 's/^/chain /'
