@@ -1,18 +1,20 @@
 """The plan tells the truth, on a local cluster of 1 control plane + 1 node.
 
-For a few representative spec changes in sequence (a kubelet setting, an API server flag,
-the proxy mode, or its sync period on a kernel without IPVS), as a user makes them (get, edit, `update -f FILE --hosts`, then `--yes`):
+For representative spec changes in sequence, as a user makes them (get, edit, `update -f FILE
+--hosts`, then `--yes`): the CPU-manager policy of a node group (drains its node), an etcd
+setting (restarts etcd), a kubelet setting, an API server flag, the proxy mode (or its sync
+period on a kernel without IPVS), and a node count change (a new machine):
 
 - the plan's host check runs against the inventory the change would produce, and the state
   store is byte for byte what it was after it;
-- the hosts and files the plan names are exactly those the apply then reports changed, and
-  the hosts the apply's recap counts changes on are the hosts the plan named;
+- the hosts, files, tasks, handlers and drains the plan names are exactly those the apply then
+  reports, and the hosts the apply's recap counts changes on are the hosts the plan named
+  (plus a new machine, which the plan names as not checked);
 - a second plan after the apply is empty, and a run after it changes nothing.
 
 Then a stopped machine shows in the plan (and is not checked), and the apply says it
-started it. One cluster, every step in sequence: 17 cluster.yml runs (10 converges, 7 check
-runs); 65 minutes measured on a 2-core machine shared with a Go build and another cluster
-test, most of it waiting for the CPU.
+started it. One cluster, every step in sequence: 29 cluster.yml runs (17 converges, 12 check
+runs), about 90 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -60,15 +62,20 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def report(stdout: str) -> dict[str, dict[str, list[str]]]:
-    """host -> {"files": [...], "tasks": [...]} from the CLI's per-host report lines."""
+    """host -> {"files": [...], "tasks": [...], "handlers": [...], "drains": [...]} from the
+    CLI's per-host report lines (a handler by its name, whatever its state)."""
     hosts: dict[str, dict[str, list[str]]] = {}
     host = None
     for line in stdout.splitlines():
         if m := re.match(r"^  ~ host (\S+)$", line):
             host = m[1]
-            hosts[host] = {"files": [], "tasks": []}
+            hosts[host] = {"files": [], "tasks": [], "handlers": [], "drains": []}
         elif host and (m := re.match(r"^      ~ (file|task) (.+)$", line)):
             hosts[host][m[1] + "s"].append(m[2])
+        elif host and (m := re.match(r"^      > handler (.+?)( \(.*\))?$", line)):
+            hosts[host]["handlers"].append(m[1])
+        elif host and (m := re.match(r"^      ! drain node (\S+)$", line)):
+            hosts[host]["drains"].append(m[1])
         elif not line.startswith("      "):
             host = None
     return hosts
@@ -122,16 +129,29 @@ def test_plan_and_apply_agree(cluster):
         proxy = ("the proxy's sync period (the kernel has no IPVS for a mode switch)",
                  lambda s: s.setdefault("kubeProxy", {}).update(syncPeriod="45s"),
                  {cp: {PROXY_CONFIG}, node: {PROXY_CONFIG}})
+    node2 = f"{name}-node-2"
     changes = [
-        # (what, the spec change, files the plan must name on each host, at least)
+        # (what, the spec change, files the plan must name on each host (at least), the nodes
+        # it drains, and a machine it creates)
+        ("the CPU-manager policy of the node group (none -> static)",
+         lambda s: s["nodeGroups"][0].setdefault("kubelet", {}).update(
+             cpuManagerPolicy="static", reservedSystemCPUs="0"),
+         {node: {"/var/lib/kubelet/config.yaml"}}, {node}, None),
+        ("an etcd setting (snapshotCount)",
+         lambda s: s.setdefault("etcd", {}).setdefault("tuning", {}).update(snapshotCount=20000),
+         {cp: {"/etc/etcd/etcd.env"}}, set(), None),
         ("kubelet maxPods", lambda s: s.setdefault("kubelet", {}).update(maxPods=55),
-         {cp: {"/var/lib/kubelet/config.yaml"}, node: {"/var/lib/kubelet/config.yaml"}}),
+         {cp: {"/var/lib/kubelet/config.yaml"}, node: {"/var/lib/kubelet/config.yaml"}}, set(), None),
         ("an API server flag", lambda s: s.setdefault("controlPlane", {}).setdefault("extraArgs", {})
          .setdefault("kube-apiserver", {}).update({"max-requests-inflight": "500"}),
-         {cp: {"/etc/kubernetes/manifests/kube-apiserver.yaml"}}),
-        proxy,
+         {cp: {"/etc/kubernetes/manifests/kube-apiserver.yaml"}}, set(), None),
+        (*proxy, set(), None),
+        # a new machine: the plan cannot check it (it names it), and the running hosts change
+        # only what names the newcomer
+        ("the node count (1 -> 2)", lambda s: s["nodeGroups"][0].update(count=2),
+         {cp: {"/etc/hosts"}, node: {"/etc/hosts"}}, set(), node2),
     ]
-    for what, change, expected in changes:
+    for what, change, expected, drains, new_machine in changes:
         edited = edit(change)
         before = snapshot(folder)
         plan = kpyops(state, "update", "cluster", name, "-f", str(edited), "--hosts")
@@ -141,20 +161,39 @@ def test_plan_and_apply_agree(cluster):
         assert set(planned) == set(expected), f"{what}: plan names {planned}\n{plan.stdout}"
         for host, files in expected.items():
             assert files <= set(planned[host]["files"]), f"{what}: {host}: {planned[host]}"
+        assert {n for r in planned.values() for n in r["drains"]} == drains, f"{what}\n{plan.stdout}"
+        if new_machine:
+            assert f"  + container {new_machine}" in plan.stdout, plan.stdout
+            assert f"  ? host {new_machine}: not checked: a new machine" in plan.stdout, plan.stdout
 
         applied = kpyops(state, "update", "cluster", name, "-f", str(edited), "--yes")
         done = report(applied.stdout)
+        if new_machine:  # it did all of its work; the plan said it would not check it
+            assert done.pop(new_machine)["files"], applied.stdout
+            assert f"machines changed:\n  + container {new_machine}" in applied.stdout, applied.stdout
         # the apply changed exactly the hosts and files the plan named, and nothing else
         assert {h: sorted(r["files"]) for h, r in done.items()} == {
             h: sorted(r["files"]) for h, r in planned.items()}, f"{what}\nplan:\n{plan.stdout}\napply:\n{applied.stdout}"
-        assert {h: r["tasks"] for h, r in done.items()} == {h: r["tasks"] for h, r in planned.items()}, what
-        assert {h for h, c in recap(applied.stderr).items() if c} == set(planned), what
+        for part in ("tasks", "handlers", "drains"):
+            assert {h: sorted(r[part]) for h, r in done.items()} == {
+                h: sorted(r[part]) for h, r in planned.items()}, f"{what}: {part}\nplan:\n{plan.stdout}\napply:\n{applied.stdout}"
+        assert {h for h, c in recap(applied.stderr).items() if c} == set(planned) | (
+            {new_machine} if new_machine else set()), what
 
         # the second plan is empty, and a run changes nothing
         again = kpyops(state, "update", "cluster", name, "--hosts")
         assert "machines and inventory match the spec" in again.stderr, what
         assert "would change nothing" in again.stderr and report(again.stdout) == {}, f"{what}\n{again.stdout}"
         assert set(recap(kpyops(state, "update", "cluster", name, "--yes").stderr).values()) == {0}, what
+
+    # the node whose policy changed runs pods again (uncordoned), and the new node is Ready
+    nodes = json.loads(subprocess.run(
+        ["podman", "exec", cp, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get",
+         "nodes", "-o", "json"], capture_output=True, text=True, check=True).stdout)["items"]
+    ready = {n["metadata"]["name"]: any(c["type"] == "Ready" and c["status"] == "True"
+                                        for c in n["status"]["conditions"]) for n in nodes}
+    assert ready == {cp: True, node: True, node2: True}, ready
+    assert not any(n["spec"].get("unschedulable") for n in nodes), nodes
 
     # a stopped machine is drift: the plan says so, and does not pretend to check it
     subprocess.run(["podman", "stop", "-t", "5", node], check=True, capture_output=True)
