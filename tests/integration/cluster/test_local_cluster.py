@@ -338,6 +338,69 @@ def check_validate_and_services(state: Path, name: str, cps: list[str], nodes: l
         state, "get", "cluster", name).stderr
 
 
+# What the cluster leaves on a host, one line per thing found (empty: nothing).
+LEFTOVERS = r"""
+for u in kubelet containerd kpyops-proxy kpyops-pod-routes etcd; do
+  systemctl is-active -q "$u" && echo "active $u"
+done
+for p in /etc/kubernetes /var/lib/kubelet /var/lib/containerd /run/containerd /etc/containerd \
+         /etc/cni/net.d /var/lib/cni /opt/cni /etc/kpyops /opt/kpyops /var/lib/kpyops \
+         /usr/local/bin/kubelet /usr/local/bin/kubectl /usr/local/bin/containerd /usr/local/bin/runc \
+         /etc/systemd/system/kubelet.service /etc/systemd/system/containerd.service \
+         /etc/systemd/system/kpyops-proxy.service /etc/sysctl.d/90-kpyops-net.conf; do
+  # a folder that is a mount point of the machine (a volume) is emptied, not removed
+  if mountpoint -q "$p"; then [ -n "$(ls -A "$p")" ] && echo "path $p (not empty)"
+  elif [ -e "$p" ]; then echo "path $p"; fi
+done
+pgrep -x containerd-shim >/dev/null && echo "process containerd-shim"
+pgrep -x pause >/dev/null && echo "process pause"
+findmnt -rn -o TARGET | grep -E '^(/var/lib/kubelet|/run/containerd|/var/lib/containerd)/' | sed 's/^/mount /'
+iptables-save | grep -E '^:(KUBE-|KPYOPS-|CNI-)' | sed 's/^/chain /'
+iptables-save | grep -E -- '-j (KUBE-|KPYOPS-|CNI-)|kpyops-pod-egress' | sed 's/^/rule /'
+for l in cni0 kpyops-svc0; do ip link show "$l" >/dev/null 2>&1 && echo "link $l"; done
+ip route show proto 77 | sed 's/^/route /'
+getent passwd etcd >/dev/null && echo "user etcd"
+grep -q 'kpyops cluster hosts' /etc/hosts && echo "hosts block"
+true
+"""
+HOST_RULE = "INPUT -s 192.0.2.1/32 -m comment --comment the-host-s-own -j DROP"
+
+
+def check_reset_and_rejoin(state: Path, name: str, store, user, hosts: list[str], node: str) -> None:
+    """`reset host` takes a node back to before the install, keeping the host's own rules;
+    a converge installs it again, changing nothing elsewhere; the cluster is valid again."""
+    ssh(state, name, node, f"iptables -A {HOST_RULE}")
+    before = ssh(state, name, node, LEFTOVERS).split("\n")
+    assert {"active kubelet", "active containerd", "path /etc/kubernetes"} <= set(before), before
+    # without --yes: what it would remove, and nothing touched
+    preview = kpyops(state, "reset", "host", name, node)
+    assert f"run again with --yes to reset {node}" in preview.stderr
+    assert "file /etc/kubernetes" in preview.stdout, preview.stdout
+    assert ssh(state, name, node, "systemctl is-active kubelet").strip() == "active"
+    # a host that is not the cluster's is refused before anything runs
+    refused = kpyops(state, "reset", "host", name, f"{name}-nosuch", check=False)
+    assert refused.returncode != 0 and f"is not a host of cluster {name}" in refused.stderr
+    started = time.monotonic()
+    kpyops(state, "reset", "host", name, node, "--yes")
+    print(f"figure: reset host: {time.monotonic() - started:.0f}s")
+    left = [ln for ln in ssh(state, name, node, LEFTOVERS).splitlines() if ln.strip()]
+    assert left == [], left
+    assert ssh(state, name, node, f"iptables -C {HOST_RULE} && echo kept").strip() == "kept"
+    # the Node object stays (the API is not touched), NotReady until the node is back
+    started = time.monotonic()
+    back = converge(store, user)
+    print(f"figure: converge after reset host: {time.monotonic() - started:.0f}s")
+    changed = {h: r["changed"] for h, r in back.recap.items()}
+    assert changed[node] > 0, changed
+    assert {h: c for h, c in changed.items() if h != node} == dict.fromkeys(set(hosts) - {node}, 0), changed
+    valid = json.loads(kpyops(state, "validate", "cluster", name, "--wait", "10m", "-o", "json").stdout)
+    assert valid["valid"] is True, valid
+    # pods run on the rejoined node again (its probe pod: a new sandbox on a fresh runtime)
+    assert f"probe on {node}" in {f["item"] for f in valid["findings"]}, valid
+    again = converge(store, user)
+    assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys(hosts, 0)
+
+
 def converge(store, user):
     """lifecycle.apply; a failed run fails the test with Ansible's last lines."""
     try:
@@ -500,6 +563,8 @@ def test_create_converge_twice_and_delete(cluster):
     )
     assert plain.returncode == 0, plain.stdout[-3000:]
     assert "changed=0" in plain.stdout and "changed=1" not in plain.stdout
+
+    check_reset_and_rejoin(state, name, store, user, hosts, nodes[1])
 
     # delete leaves no container, network or state behind
     kpyops(state, "delete", "cluster", name, "--yes")
