@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -21,14 +24,16 @@ import yaml
 from kpyops.clouds import Change, get_cloud
 from kpyops.clouds.base import Cloud
 from kpyops.clouds.capabilities import capabilities
+from kpyops.render.growth import added_nodes
 from kpyops.render.inventory import render_inventory
-from kpyops.run.ansible import FACT_CACHE, PlaybookResult, run_playbook
+from kpyops.run.ansible import FACT_CACHE, PlaybookResult, combine, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, complete, dumps, loads
 from kpyops.spec.model import Cluster as ClusterModel
 from kpyops.state.base import (
     CLUSTER_ID,
     COMPLETED_SPEC,
+    CONVERGED,
     INVENTORY_DIR,
     PKI_DIR,
     SPEC,
@@ -40,6 +45,8 @@ from kpyops.state.workdir import cache_dir, synced, workdir
 
 Progress = Callable[[str], None]
 KNOWN_HOSTS = "ssh/known_hosts"
+# What hosts already in the cluster run when a change only adds nodes: the newcomers' names
+ETC_HOSTS_PLAYBOOK = "playbooks/etc_hosts.yml"
 
 
 class ClusterExists(RuntimeError):
@@ -63,6 +70,7 @@ class HostsCheck:
     hosts: dict[str, HostChanges] = field(default_factory=dict)  # every checked host
     not_checked: dict[str, str] = field(default_factory=dict)  # host -> why not
     result: PlaybookResult | None = None  # None when no host could be checked
+    added: list[str] = field(default_factory=list)  # nodes added: only they run cluster.yml
 
     @property
     def changed(self) -> dict[str, HostChanges]:
@@ -76,6 +84,7 @@ class Applied:
     cloud: list[Change]
     result: PlaybookResult | None  # None: machines only (--target cloud)
     hosts: dict[str, HostChanges]
+    added: list[str] = field(default_factory=list)  # nodes added: only they ran cluster.yml
 
 
 def load_cluster(store: StateStore, name: str, *, completed: bool = True) -> ClusterModel:
@@ -122,6 +131,33 @@ def diff_inventory(store: StateStore, name: str, files: dict[str, str]) -> dict[
             diffs[rel] = "".join(difflib.unified_diff(
                 old.splitlines(True), text.splitlines(True), f"a/{rel}", f"b/{rel}"))
     return diffs
+
+
+def stored_inventory(store: StateStore, name: str) -> dict[str, str]:
+    """The inventory files in the store, by path relative to the inventory folder."""
+    prefix = INVENTORY_DIR + "/"
+    return {key.removeprefix(prefix): store.read_text(name, key) for key in store.list(name, prefix)}
+
+
+def inventory_digest(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def converged_digest(store: StateStore, name: str) -> str | None:
+    """The digest of the inventory the last converge of every host ran to success, if any
+    (a failed or partial run, or a host reset since, leaves none)."""
+    if not store.exists(name, CONVERGED):
+        return None
+    return json.loads(store.read_text(name, CONVERGED)).get("inventory")
+
+
+def nodes_to_add(store: StateStore, name: str, files: dict[str, str]) -> list[str]:
+    """The hosts ``files`` adds, when adding worker nodes is all it does and the stored
+    inventory was converged: then only they need cluster.yml, the others their hosts file."""
+    old = stored_inventory(store, name)
+    if not old or converged_digest(store, name) != inventory_digest(old):
+        return []
+    return added_nodes(old, files)
 
 
 def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
@@ -204,13 +240,22 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     files = inventory_files(store, completed, cloud)
     hosts = list(_inventory_hosts(files))
     skipped = not_yet_running(changes, hosts)
-    check = HostsCheck(not_checked=skipped)
-    if all(h in skipped for h in hosts):
+    added = nodes_to_add(store, user.name, files)
+    check = HostsCheck(not_checked=skipped, added=added)
+    runs = []  # (playbook, limit): what update --yes would run, in check mode
+    if added:
+        if any(h not in added for h in hosts):
+            runs.append((ETC_HOSTS_PLAYBOOK, ",".join(h for h in hosts if h not in added)))
+        if any(h not in skipped for h in added):
+            runs.append(("cluster.yml", ",".join(h for h in added if h not in skipped)))
+    elif not all(h in skipped for h in hosts):
+        runs.append(("cluster.yml", ",".join(f"!{h}" for h in skipped) or None))
+    if not runs:
         return check
     with synced(store, user.name) as wd, proposed_inventory(wd, files) as inventory:
-        check.result = run_playbook(
-            "cluster.yml", str(inventory), check=True, diff=True, on_task=on_task, on_line=on_line,
-            verbosity=verbosity, limit=",".join(f"!{h}" for h in skipped) or None)
+        check.result = combine(*(run_playbook(
+            playbook, str(inventory), check=True, diff=True, on_task=on_task, on_line=on_line,
+            verbosity=verbosity, limit=limit) for playbook, limit in runs))
     reports = host_changes(check.result.events)
     check.hosts = {h: reports.get(h, HostChanges(h)) for h in hosts if h not in skipped}
     check.hosts.update({h: r for h, r in reports.items() if h not in check.hosts and not r.empty})
@@ -243,15 +288,27 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
         for ch in changes:
             if ch.kind == "container" and ch.action in ("create", "delete"):
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)  # a new machine, new facts
-        write_inventory(store, user.name, inventory_files(store, completed, cloud))
+        files = inventory_files(store, completed, cloud)
+        added = nodes_to_add(store, user.name, files)
+        write_inventory(store, user.name, files)
         if not converge:
             return Applied(cloud=changes, result=None, hosts={})
+        store.delete(user.name, CONVERGED)  # until this converge succeeds
         with synced(store, user.name) as wd:
-            progress(f"converging cluster.yml on {user.name}")
-            result = run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,
-                                  on_task=on_task, verbosity=verbosity, extra_vars=extra_vars,
-                                  diff=True)
-    return Applied(cloud=changes, result=result, hosts=host_changes(result.events))
+            inventory = str(wd / INVENTORY_DIR)
+            run = functools.partial(run_playbook, on_line=on_line, on_task=on_task,
+                                    verbosity=verbosity, extra_vars=extra_vars, diff=True)
+            if added:
+                others = [h for h in _inventory_hosts(files) if h not in added]
+                progress(f"adding {', '.join(added)} to {user.name}: cluster.yml runs there; "
+                         f"{len(others)} other host(s) only get the new names ({ETC_HOSTS_PLAYBOOK})")
+                result = combine(run(ETC_HOSTS_PLAYBOOK, inventory, limit=",".join(others)),
+                                 run("cluster.yml", inventory, limit=",".join(added)))
+            else:
+                progress(f"converging cluster.yml on {user.name}")
+                result = run("cluster.yml", inventory)
+        store.write_text(user.name, CONVERGED, json.dumps({"inventory": inventory_digest(files)}))
+    return Applied(cloud=changes, result=result, hosts=host_changes(result.events), added=added)
 
 
 class UnknownHost(ValueError):
@@ -270,6 +327,8 @@ def reset_host(store: StateStore, name: str, host: str, *, check: bool = False,
     if host not in hosts:
         raise UnknownHost(f"{host!r} is not a host of cluster {name}: {', '.join(hosts)}")
     with store.lock(name, purpose=f"reset host {host}"), synced(store, name) as wd:
+        if not check:
+            store.delete(name, CONVERGED)  # a reset host is not converged any more
         result = run_playbook("reset.yml", str(wd / INVENTORY_DIR), check=check, diff=True,
                                   extra_vars={"node": host, "reset_confirmed": "true"},
                                   on_task=on_task, on_line=on_line, verbosity=verbosity)

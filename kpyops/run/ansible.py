@@ -57,6 +57,20 @@ class PlaybookResult:
         )
 
 
+def combine(*results: PlaybookResult) -> PlaybookResult:
+    """Playbook runs made one after the other, as one result (recaps summed per host)."""
+    recap: dict[str, dict[str, int]] = {}
+    for r in results:
+        for host, counts in r.recap.items():
+            mine = recap.setdefault(host, {})
+            for key, n in counts.items():
+                mine[key] = mine.get(key, 0) + n
+    return PlaybookResult(rc=max(r.rc for r in results), recap=recap,
+                          seconds=sum(r.seconds for r in results),
+                          output=[line for r in results for line in r.output],
+                          events=[ev for r in results for ev in r.events])
+
+
 def parse_recap(lines: list[str]) -> dict[str, dict[str, int]]:
     recap: dict[str, dict[str, int]] = {}
     in_recap = False
