@@ -29,6 +29,7 @@ from kpyops.render.inventory import render_inventory
 from kpyops.run.ansible import FACT_CACHE, PlaybookResult, combine, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, complete, dumps, loads
+from kpyops.spec.hosts import NotRemovable, without_node
 from kpyops.spec.model import Cluster as ClusterModel
 from kpyops.state.base import (
     CLUSTER_ID,
@@ -47,6 +48,7 @@ Progress = Callable[[str], None]
 KNOWN_HOSTS = "ssh/known_hosts"
 # What hosts already in the cluster run when a change only adds nodes: the newcomers' names
 ETC_HOSTS_PLAYBOOK = "playbooks/etc_hosts.yml"
+REMOVE_NODE_PLAYBOOK = "remove-node.yml"
 
 
 class ClusterExists(RuntimeError):
@@ -335,6 +337,68 @@ def reset_host(store: StateStore, name: str, host: str, *, check: bool = False,
     if not check:
         (FACT_CACHE / host).unlink(missing_ok=True)  # its facts describe an installed host
     return result, host_changes(result.events).get(host, HostChanges(host))
+
+
+@dataclass
+class Removal:
+    """What `delete node` does (or, checked, would do)."""
+
+    node: str
+    spec: Cluster  # the user's spec without the node
+    reset: bool  # its host is reset (else the cloud deletes its machine, or it is dead)
+    cloud: list[Change]  # the machine deleted
+    result: PlaybookResult  # remove-node.yml, then etc_hosts.yml on the others
+    hosts: dict[str, HostChanges]
+
+
+def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
+                check: bool = False, reset: bool = True, on_task: Progress | None = None,
+                on_line: Progress | None = None, verbosity: int = 0) -> Removal:
+    """Take worker ``node`` out of cluster ``name``: drain it and delete its Node object,
+    reset its host (where the cloud does not delete the machine, and unless ``reset`` is
+    False: a dead host), drop it from the spec and the inventory, delete its machine, and write
+    the remaining hosts into every /etc/hosts. Refused before anything runs (NotRemovable)
+    unless the smaller inventory is the current one less this node and nothing else. With
+    ``check``: the same playbooks in check mode, and nothing stored or deleted."""
+    user = load_cluster(store, name, completed=False)
+    completed = load_cluster(store, name)
+    smaller = without_node(user, completed, node)
+    smaller_completed = complete(smaller)
+    cloud = get_cloud(completed.spec.cloud, store, progress)
+    old_files = inventory_files(store, completed, cloud)
+    new_files = inventory_files(store, smaller_completed, cloud)
+    if added_nodes(new_files, old_files) != [node]:
+        raise NotRemovable(f"taking {node} out of the spec would change more than the list of "
+                           "nodes (other hosts' variables or groups): not supported")
+    # a machine the cloud made is deleted with its disks: resetting it first is wasted work
+    reset = reset and capabilities(completed.spec.cloud).lists_hosts
+    others = ",".join(h for h in _inventory_hosts(new_files))
+    playbook_vars = {"node": node, "remove_node_reset": str(reset).lower(),
+                     "reset_confirmed": "true"}
+    run = functools.partial(run_playbook, on_task=on_task, on_line=on_line, verbosity=verbosity,
+                            diff=True, check=check)
+    # a plan writes nothing to the store, not even the lock's holder
+    lock = contextlib.nullcontext() if check else store.lock(name, purpose=f"delete node {node}")
+    with lock:
+        with synced(store, name) as wd:
+            removed = run(REMOVE_NODE_PLAYBOOK, str(wd / INVENTORY_DIR), extra_vars=playbook_vars)
+            if check:
+                with proposed_inventory(wd, new_files) as inventory:
+                    named = run(ETC_HOSTS_PLAYBOOK, str(inventory), limit=others)
+                result = combine(removed, named)
+                return Removal(node, smaller, reset, cloud.plan(smaller_completed), result,
+                               host_changes(result.events))
+        was_converged = converged_digest(store, name) == inventory_digest(stored_inventory(store, name))
+        save(store, smaller, smaller_completed)
+        changes = cloud.apply(smaller_completed)
+        (FACT_CACHE / node).unlink(missing_ok=True)
+        write_inventory(store, name, new_files)
+        store.delete(name, CONVERGED)
+        with synced(store, name) as wd:
+            result = combine(removed, run(ETC_HOSTS_PLAYBOOK, str(wd / INVENTORY_DIR), limit=others))
+        if was_converged:  # the others now hold what a whole run of the new inventory gives
+            store.write_text(name, CONVERGED, json.dumps({"inventory": inventory_digest(new_files)}))
+    return Removal(node, smaller, reset, changes, result, host_changes(result.events))
 
 
 def delete(store: StateStore, name: str, progress: Progress) -> list[Change]:

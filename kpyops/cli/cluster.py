@@ -6,6 +6,7 @@ import click
 
 from kpyops import lifecycle
 from kpyops.cli.names import CLUSTER_NAME
+from kpyops.cli.node import delete_node
 from kpyops.cli.output import ansible_progress, emit, fail, progress, spec_error, stderr, warn
 from kpyops.clouds.base import CloudError
 from kpyops.proxy.config import SUPPORTED_MODES as PROXY_MODES
@@ -253,6 +254,9 @@ def _api_endpoint(store, name: str) -> str:
 @click.group("delete")
 def delete() -> None:
     """Delete a resource."""
+
+
+delete.add_command(delete_node)
 
 
 @delete.command("cluster")

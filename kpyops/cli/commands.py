@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = [
-    "kpyops.cli.cluster",  # create / update / get / delete cluster
+    "kpyops.cli.cluster",  # create / update / get / delete cluster (and delete node)
     "kpyops.cli.spec",  # spec schema
     "kpyops.cli.image",  # image (the local test-host image)
     "kpyops.cli.artifacts",  # artifacts build (components from Go modules)

@@ -37,3 +37,35 @@ def host_problems(cluster: Cluster) -> list[tuple[str, str]]:
                                  f"{cidr}"))
     return problems
 
+
+
+class NotRemovable(ValueError):
+    """A host that `delete node` cannot take out of the spec (said before anything runs)."""
+
+
+def without_node(user: Cluster, completed: Cluster, host: str) -> Cluster:
+    """The user's spec with worker node ``host`` taken out: dropped from its group's hosts
+    list, or, in a counted group (machines the cloud names and numbers), the count lowered by
+    one when ``host`` is the group's last machine."""
+    s = completed.spec
+    if any(h.name == host for h in s.control_plane.hosts) or any(h.name == host for h in s.etcd.hosts):
+        raise NotRemovable(f"{host} is a control plane or etcd member: removing one (its etcd "
+                           "member first) is not supported yet; only worker nodes can be removed")
+    for i, group in enumerate(s.node_groups):
+        names = [h.name for h in group.hosts]
+        if host not in names:
+            continue
+        smaller = user.model_copy(deep=True)
+        mine = smaller.spec.node_groups[i]
+        if mine.hosts:
+            mine.hosts = [h for h in mine.hosts if h.name != host]
+            if mine.count is not None:
+                mine.count = len(mine.hosts)
+        elif host != names[-1]:
+            raise NotRemovable(f"node group {group.name} is counted (count: {len(names)}): its "
+                               f"machines are numbered, so only its last one, {names[-1]}, can be "
+                               "removed (lowering the count)")
+        else:
+            mine.count = len(names) - 1
+        return smaller
+    raise NotRemovable(f"{host!r} is not a node of cluster {completed.name}")

@@ -434,6 +434,39 @@ def check_scale_up(state: Path, name: str, store, hosts: list[str]) -> None:
     # nothing added now: the whole playbook on every host, and it changes nothing
     again = converge(store, lifecycle.load_cluster(store, name, completed=False))
     assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys([*hosts, new], 0)
+    return new
+
+
+def check_remove_node(state: Path, name: str, store, hosts: list[str], node: str) -> None:
+    """`delete node`: the plan names the drain and the machine and changes nothing; the
+    apply drains the node, deletes its Node object and machine, drops it from the spec and
+    every /etc/hosts; the cluster validates, and a whole-playbook run changes nothing."""
+    run = kube.ssh_runner(state, name)
+    cp = hosts[0]
+    count = yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout
+                           )["spec"]["nodeGroups"][0]["count"]
+    plan = kpyops(state, "delete", "node", name, node)
+    assert f"      ! drain node {node}" in plan.stdout, plan.stdout
+    assert f"  - container {node}" in plan.stdout, plan.stdout
+    assert "run again with --yes to remove it" in plan.stderr
+    assert not kube.kubectl_json(run, cp, "get", "node", node)["spec"].get("unschedulable")
+    # a node whose machines are numbered can only leave from the end
+    refused = kpyops(state, "delete", "node", name, f"{name}-node-1", "--yes", check=False)
+    assert refused.returncode != 0 and f"only its last one, {node}" in refused.stderr, refused.stderr
+    started = time.monotonic()
+    kpyops(state, "delete", "node", name, node, "--yes")
+    print(f"figure: delete node (drain, forget, machine, hosts files): {time.monotonic() - started:.0f}s")
+    names = [n["metadata"]["name"] for n in kube.kubectl_json(run, cp, "get", "nodes")["items"]]
+    assert sorted(names) == sorted(hosts), names
+    assert podman_names(f"kpyops.io/cluster={name}") == sorted([*hosts, f"{name}-files"])
+    for host in hosts:
+        assert node not in ssh(state, name, host, "cat /etc/hosts"), host
+    assert yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout
+                          )["spec"]["nodeGroups"][0]["count"] == count - 1
+    valid = json.loads(kpyops(state, "validate", "cluster", name, "--wait", "10m", "-o", "json").stdout)
+    assert valid["valid"] is True, valid
+    again = converge(store, lifecycle.load_cluster(store, name, completed=False))
+    assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys(hosts, 0)
 
 
 def converge(store, user):
@@ -600,7 +633,8 @@ def test_create_converge_twice_and_delete(cluster):
     assert "changed=0" in plain.stdout and "changed=1" not in plain.stdout
 
     check_reset_and_rejoin(state, name, store, user, hosts, nodes[1])
-    check_scale_up(state, name, store, hosts)
+    added = check_scale_up(state, name, store, hosts)
+    check_remove_node(state, name, store, hosts, added)
 
     # delete leaves no container, network or state behind
     kpyops(state, "delete", "cluster", name, "--yes")

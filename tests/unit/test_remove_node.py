@@ -1,0 +1,105 @@
+"""delete node: refused before anything runs unless only a worker leaves; the plan runs the
+same playbooks in check mode and stores nothing; the apply drains, forgets and deletes."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from test_plan import CP, NAME, NODE, created, snapshot  # noqa: F401 (created: a fixture)
+
+from kpyops import lifecycle
+from kpyops.cli.main import cli
+from kpyops.clouds.local.cloud import LocalCloud
+from kpyops.spec import complete, parse
+from kpyops.spec.hosts import NotRemovable, without_node
+
+NODE2 = f"{NAME}-node-2"
+
+
+def spec(**extra):
+    return parse({"apiVersion": "kpyops.io/v1alpha1", "kind": "Cluster", "metadata": {"name": "rm"},
+                  "spec": {"cloud": "baremetal", **extra}})
+
+
+BARE = {"controlPlane": {"hosts": [{"name": "cp1", "address": "192.0.2.11"}]},
+        "nodeGroups": [{"name": "w", "hosts": [{"name": "w1", "address": "192.0.2.21"},
+                                               {"name": "w2", "address": "192.0.2.22"}]}]}
+
+
+def test_a_listed_node_leaves_its_list_and_a_counted_group_only_its_last():
+    user = spec(**BARE)
+    smaller = without_node(user, complete(user), "w1")
+    assert [h.name for h in smaller.spec.node_groups[0].hosts] == ["w2"]
+    assert [h.name for h in user.spec.node_groups[0].hosts] == ["w1", "w2"]  # a copy
+    counted = parse({"apiVersion": "kpyops.io/v1alpha1", "kind": "Cluster", "metadata": {"name": "rm"},
+                     "spec": {"cloud": "local", "nodeGroups": [{"name": "n", "count": 3}]}})
+    assert without_node(counted, complete(counted), "rm-n-3").spec.node_groups[0].count == 2
+    with pytest.raises(NotRemovable, match="only its last one, rm-n-3"):
+        without_node(counted, complete(counted), "rm-n-1")
+    with pytest.raises(NotRemovable, match="control plane"):
+        without_node(user, complete(user), "cp1")
+    with pytest.raises(NotRemovable, match="not a node of cluster rm"):
+        without_node(user, complete(user), "w9")
+
+
+@pytest.fixture
+def two_nodes(request, monkeypatch):
+    """test_plan's cluster grown to two nodes and converged (fakes), machines included."""
+    store, root, podman, runs = request.getfixturevalue("created")
+
+    def made(self, cluster):
+        changes = self.plan(cluster)
+        for ch in changes:
+            if ch.action == "create":
+                podman.machines[ch.name] = "running"
+            elif ch.action == "delete":
+                podman.machines.pop(ch.name)
+        return changes
+
+    monkeypatch.setattr(LocalCloud, "apply", made)
+    user = lifecycle.load_cluster(store, NAME, completed=False)
+    user.spec.node_groups[0].count = 2
+    lifecycle.update(store, user, progress=lambda _m: None)
+    runs.clear()
+    return store, root, podman, runs
+
+
+def test_the_plan_runs_the_playbooks_in_check_mode_and_stores_nothing(two_nodes):
+    store, root, podman, runs = two_nodes
+    before = snapshot(root)
+    removal = lifecycle.remove_node(store, NAME, NODE2, lambda _m: None, check=True)
+    assert snapshot(root) == before and NODE2 in podman.machines
+    assert [(r["playbook"], r["kwargs"]["check"], r["kwargs"].get("limit")) for r in runs] == [
+        (lifecycle.REMOVE_NODE_PLAYBOOK, True, None),
+        (lifecycle.ETC_HOSTS_PLAYBOOK, True, f"{CP},{NODE}")]
+    # the machine is deleted by the cloud: no reset of its host
+    assert runs[0]["kwargs"]["extra_vars"] == {"node": NODE2, "remove_node_reset": "false",
+                                               "reset_confirmed": "true"}
+    assert NODE2 not in yaml.safe_load(runs[1]["files"]["hosts.yml"])["all"]["hosts"]
+    assert ("delete", NODE2) in [(c.action, c.name) for c in removal.cloud]
+    assert removal.spec.spec.node_groups[0].count == 1
+
+
+def test_the_apply_forgets_the_node_and_deletes_its_machine(two_nodes):
+    store, _root, podman, runs = two_nodes
+    removal = lifecycle.remove_node(store, NAME, NODE2, lambda _m: None)
+    assert [(r["playbook"], r["kwargs"]["check"]) for r in runs] == [
+        (lifecycle.REMOVE_NODE_PLAYBOOK, False), (lifecycle.ETC_HOSTS_PLAYBOOK, False)]
+    assert NODE2 not in podman.machines and ("delete", NODE2) in [(c.action, c.name) for c in removal.cloud]
+    assert lifecycle.load_cluster(store, NAME, completed=False).spec.node_groups[0].count == 1
+    stored = yaml.safe_load(store.read_text(NAME, "inventory/hosts.yml"))["all"]["hosts"]
+    assert set(stored) == {CP, NODE}
+    # the cluster was converged before: it still is, with the smaller inventory
+    assert lifecycle.converged_digest(store, NAME) == lifecycle.inventory_digest(
+        lifecycle.stored_inventory(store, NAME))
+
+
+def test_refusals_come_before_any_run(two_nodes):
+    _store, root, _podman, runs = two_nodes
+    before = snapshot(root)
+    r = CliRunner().invoke(cli, ["--state", str(root), "delete", "node", NAME, NODE, "--yes"])
+    assert r.exit_code != 0 and f"only its last one, {NODE2}" in r.stderr, r.output
+    r = CliRunner().invoke(cli, ["--state", str(root), "delete", "node", NAME, CP, "--yes"])
+    assert r.exit_code != 0 and "control plane" in r.stderr, r.output
+    assert runs == [] and snapshot(root) == before
