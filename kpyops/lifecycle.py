@@ -28,8 +28,8 @@ from kpyops.render.growth import added_nodes
 from kpyops.render.inventory import render_inventory
 from kpyops.run.ansible import FACT_CACHE, PlaybookResult, combine, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
-from kpyops.spec import Cluster, complete, dumps, loads
-from kpyops.spec.hosts import NotRemovable, without_node
+from kpyops.spec import Cluster, SpecError, complete, dumps, loads
+from kpyops.spec.hosts import NotRemovable, removals, without_node
 from kpyops.spec.model import Cluster as ClusterModel
 from kpyops.state.base import (
     CLUSTER_ID,
@@ -186,9 +186,19 @@ def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
     return completed
 
 
+def refuse_removals(store: StateStore, completed: Cluster) -> None:
+    """SpecError, before anything runs, if the change would take machines away (see
+    spec.hosts.removals): a plan shows it as update --yes would."""
+    if store.exists(completed.name, COMPLETED_SPEC):
+        problems = removals(load_cluster(store, completed.name), completed)
+        if problems:
+            raise SpecError(problems=problems)
+
+
 def plan(store: StateStore, user: Cluster) -> Plan:
     """What `update --yes` would change, reading only."""
     completed = complete(user)
+    refuse_removals(store, completed)
     cloud = get_cloud(completed.spec.cloud, store)
     return Plan(cloud=cloud.plan(completed),
                 inventory=diff_inventory(store, user.name, inventory_files(store, completed, cloud)))
@@ -237,6 +247,7 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     Hosts whose machine does not run yet (``cloud_changes``, else the cloud's plan) are left
     out and said so."""
     completed = complete(user)
+    refuse_removals(store, completed)
     cloud = get_cloud(completed.spec.cloud, store)
     changes = cloud.plan(completed) if cloud_changes is None else cloud_changes
     files = inventory_files(store, completed, cloud)
@@ -264,6 +275,17 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     return check
 
 
+def _node_groups(files: dict[str, str]) -> tuple[dict[str, list[str]], set[str]]:
+    """Each node group's hosts in inventory order, and the control planes and etcd members."""
+    inventory = yaml.safe_load(files["hosts.yml"])["all"]
+    groups: dict[str, list[str]] = {}
+    for host, hostvars in (inventory.get("hosts") or {}).items():
+        groups.setdefault((hostvars or {}).get("kpyops_node_group", ""), []).append(host)
+    children = inventory.get("children") or {}
+    masters = {h for g in ("kube_control_plane", "etcd") for h in ((children.get(g) or {}).get("hosts") or {})}
+    return groups, masters
+
+
 def _inventory_hosts(files: dict[str, str]) -> dict:
     return yaml.safe_load(files["hosts.yml"])["all"].get("hosts") or {}
 
@@ -283,6 +305,7 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
     ``progress`` as it is made) and the converge with its per-host report. Without
     ``converge`` only the machines and the inventory are made (kops' --target)."""
     completed = complete(user)
+    refuse_removals(store, completed)
     with store.lock(user.name, purpose="update cluster"):
         save(store, user, completed)
         cloud = get_cloud(completed.spec.cloud, store, progress)
@@ -362,10 +385,10 @@ def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
     ``check``: the same playbooks in check mode, and nothing stored or deleted."""
     user = load_cluster(store, name, completed=False)
     completed = load_cluster(store, name)
-    smaller = without_node(user, completed, node)
-    smaller_completed = complete(smaller)
     cloud = get_cloud(completed.spec.cloud, store, progress)
     old_files = inventory_files(store, completed, cloud)
+    smaller = without_node(user, node, *_node_groups(old_files))
+    smaller_completed = complete(smaller)
     new_files = inventory_files(store, smaller_completed, cloud)
     if added_nodes(new_files, old_files) != [node]:
         raise NotRemovable(f"taking {node} out of the spec would change more than the list of "

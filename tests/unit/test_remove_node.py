@@ -11,8 +11,9 @@ from test_plan import CP, NAME, NODE, created, snapshot  # noqa: F401 (created: 
 from kpyops import lifecycle
 from kpyops.cli.main import cli
 from kpyops.clouds.local.cloud import LocalCloud
+from kpyops.render.inventory import render_inventory
 from kpyops.spec import complete, parse
-from kpyops.spec.hosts import NotRemovable, without_node
+from kpyops.spec.hosts import NotRemovable, removals, without_node
 
 NODE2 = f"{NAME}-node-2"
 
@@ -27,20 +28,37 @@ BARE = {"controlPlane": {"hosts": [{"name": "cp1", "address": "192.0.2.11"}]},
                                                {"name": "w2", "address": "192.0.2.22"}]}]}
 
 
+def remove(user, host):
+    return without_node(user, host, *lifecycle._node_groups(render_inventory(complete(user))))
+
+
 def test_a_listed_node_leaves_its_list_and_a_counted_group_only_its_last():
     user = spec(**BARE)
-    smaller = without_node(user, complete(user), "w1")
+    smaller = remove(user, "w1")
     assert [h.name for h in smaller.spec.node_groups[0].hosts] == ["w2"]
     assert [h.name for h in user.spec.node_groups[0].hosts] == ["w1", "w2"]  # a copy
     counted = parse({"apiVersion": "kpyops.io/v1alpha1", "kind": "Cluster", "metadata": {"name": "rm"},
                      "spec": {"cloud": "local", "nodeGroups": [{"name": "n", "count": 3}]}})
-    assert without_node(counted, complete(counted), "rm-n-3").spec.node_groups[0].count == 2
+    assert remove(counted, "rm-n-3").spec.node_groups[0].count == 2
     with pytest.raises(NotRemovable, match="only its last one, rm-n-3"):
-        without_node(counted, complete(counted), "rm-n-1")
+        remove(counted, "rm-n-1")
     with pytest.raises(NotRemovable, match="control plane"):
-        without_node(user, complete(user), "cp1")
+        remove(user, "cp1")
     with pytest.raises(NotRemovable, match="not a node of cluster rm"):
-        without_node(user, complete(user), "w9")
+        remove(user, "w9")
+
+
+def test_update_refuses_to_take_machines_away():
+    user = spec(**BARE)
+    fewer = spec(**{**BARE, "nodeGroups": [{"name": "w", "hosts": BARE["nodeGroups"][0]["hosts"][:1]}]})
+    (problem,) = removals(complete(user), complete(fewer))
+    assert problem[0] == "spec.nodeGroups[0]" and "would lose w2 without draining" in problem[1]
+    assert "kpyops delete node rm NODE" in problem[1]
+    three = spec(controlPlane={"hosts": [{"name": f"cp{i}", "address": f"192.0.2.1{i}"} for i in (1, 2, 3)]},
+                 nodeGroups=BARE["nodeGroups"])
+    fields = [f for f, _ in removals(complete(three), complete(user))]
+    assert fields == ["spec.controlPlane.count", "spec.etcd.members"]
+    assert removals(complete(user), complete(three)) == [] and removals(complete(user), complete(user)) == []
 
 
 @pytest.fixture
@@ -102,4 +120,13 @@ def test_refusals_come_before_any_run(two_nodes):
     assert r.exit_code != 0 and f"only its last one, {NODE2}" in r.stderr, r.output
     r = CliRunner().invoke(cli, ["--state", str(root), "delete", "node", NAME, CP, "--yes"])
     assert r.exit_code != 0 and "control plane" in r.stderr, r.output
+    assert runs == [] and snapshot(root) == before
+    # a lower count is refused by update (plan and apply) before anything runs: delete node drains
+    one = root / "one-node.yaml"
+    one.write_text(yaml.safe_dump({"apiVersion": "kpyops.io/v1alpha1", "kind": "Cluster", "metadata": {"name": NAME},
+                                   "spec": {"cloud": "local", "nodeGroups": [{"name": "node", "count": 1}]}}))
+    before = snapshot(root)
+    for how in ([], ["--hosts"], ["--yes"]):
+        r = CliRunner().invoke(cli, ["--state", str(root), "update", "cluster", NAME, "-f", str(one), *how])
+        assert r.exit_code == 2 and f"node group node would lose {NODE2} without draining" in r.stderr, r.output
     assert runs == [] and snapshot(root) == before
