@@ -7,7 +7,8 @@ one per task result and host. From them each host gets
 - the changed tasks that name no file (a sysctl, a loaded module, a started service),
 - the handlers those tasks notified, and whether each ran or its condition skipped it
   (a restart that would happen, or one that would not here),
-- the nodes it would drain: a ``kubectl drain`` command that would run.
+- the nodes it would drain: a ``kubectl drain`` command that would run (the
+  ``kubectl uncordon`` that ends a drain is part of it, not a task of its own).
 
 A plan (check mode) and the apply that follows build their reports the same way, so the two
 can be held equal.
@@ -123,15 +124,16 @@ def _would_run(part: dict, status: str) -> bool:
     return bool(part.get("skipped") or status == "skipped") and WOULD_RUN in str(part.get("msg", ""))
 
 
-def drained_nodes(event: dict) -> list[str]:
-    """Nodes a `... drain NODE` command of this event drains (or would drain)."""
+def drained_nodes(event: dict, verb: str = "drain") -> list[str]:
+    """Nodes a `... drain NODE` command of this event drains (or would drain); with
+    ``verb="uncordon"``, the nodes it lets pods back onto."""
     if _short(event.get("action", "")) not in COMMAND_ACTIONS:
         return []
     nodes = []
     for part in _parts(event):
         argv = part.get("argv") or []
-        if "drain" in argv and _would_run(part, event.get("status", "")):
-            i = argv.index("drain")
+        if verb in argv and _would_run(part, event.get("status", "")):
+            i = argv.index(verb)
             rest = [a for a in argv[i + 1:] if not a.startswith("-")]
             nodes.append(rest[0] if rest else event["host"])
     return nodes
@@ -159,7 +161,9 @@ def host_changes(events: Iterable[dict]) -> dict[str, HostChanges]:
         for node in drains:
             if node not in report.drains:
                 report.drains.append(node)
-        if ev.get("status") != "changed" or drains:  # a drain is listed as one, not a task
+        # a drain is listed as one, not a task; the uncordon that ends it is part of it (check
+        # mode skips both commands, so a plan could not list the uncordon as a task)
+        if ev.get("status") != "changed" or drains or drained_nodes(ev, "uncordon"):
             continue
         files: dict[str, str] = {}
         for part in _parts(ev):

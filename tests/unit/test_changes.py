@@ -119,6 +119,22 @@ def test_delegated_censored_and_notified_only():
     assert r.drains == ["node-1"]
 
 
+def test_the_uncordon_that_ends_a_drain_is_part_of_the_drain():
+    """Check mode skips the drain and the uncordon alike: the plan lists the drain only, so the
+    apply (where the uncordon changed) must fold it into the drain too."""
+    drain = {"host": "cp-1", "task": "kubelet : Drain | Cordon and drain the node",
+             "action": "ansible.builtin.command", "argv": ["kubectl", "drain", "node-1"]}
+    uncordon = {"host": "cp-1", "task": "kubelet : Uncordon | Let pods back onto the node",
+                "action": "ansible.builtin.command", "argv": ["kubectl", "uncordon", "node-1"]}
+    skipped = {"status": "skipped", "msg": "Command would have run if not in check mode"}
+    ran = {"status": "changed", "changed": True}
+    plan = host_changes([{**drain, **skipped}, {**uncordon, **skipped}])["cp-1"]
+    applied = host_changes([{**drain, **ran}, {**uncordon, **ran}])["cp-1"]
+    assert (plan.drains, plan.tasks) == (applied.drains, applied.tasks) == (["node-1"], [])
+    # an uncordon of its own (no drain in this run) is no drain, and no task either
+    assert host_changes([{**uncordon, **ran}])["cp-1"].tasks == []
+
+
 def test_listen_topics_name_the_handlers_that_answer():
     events = [
         {"host": "cp-1", "task": "control_plane : Write the manifest", "action": "ansible.builtin.template",
