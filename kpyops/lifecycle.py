@@ -49,6 +49,7 @@ KNOWN_HOSTS = "ssh/known_hosts"
 # What hosts already in the cluster run when a change only adds nodes: the newcomers' names
 ETC_HOSTS_PLAYBOOK = "playbooks/etc_hosts.yml"
 REMOVE_NODE_PLAYBOOK = "remove-node.yml"
+ROLLING_UPDATE_PLAYBOOK = "rolling-update.yml"
 
 
 class ClusterExists(RuntimeError):
@@ -422,6 +423,75 @@ def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
         if was_converged:  # the others now hold what a whole run of the new inventory gives
             store.write_text(name, CONVERGED, json.dumps({"inventory": inventory_digest(new_files)}))
     return Removal(node, smaller, reset, changes, result, host_changes(result.events))
+
+
+class RollingUpdateStopped(RuntimeError):
+    """A batch of a rolling update left the cluster invalid: the update stops there (a re-run
+    goes on from the hosts that still need it)."""
+
+
+@dataclass
+class RollingPlan:
+    """Which hosts a rolling update would converge, in which batches, and why."""
+
+    batches: list[list[str]]
+    check: HostsCheck  # cluster.yml --check against the stored inventory
+    forced: bool = False
+
+
+def rolling_plan(store: StateStore, name: str, *, max_unavailable: int = 1, force: bool = False,
+                 on_task: Progress | None = None, on_line: Progress | None = None,
+                 verbosity: int = 0) -> RollingPlan:
+    """The hosts whose check run is not empty (every host with ``force``): control planes
+    first, one at a time, then the others ``max_unavailable`` at a time."""
+    user = load_cluster(store, name, completed=False)
+    files = inventory_files(store, load_cluster(store, name), get_cloud(user.spec.cloud, store))
+    if files != stored_inventory(store, name):  # the batches run the stored inventory
+        raise RollingUpdateStopped(f"the stored inventory is not the stored spec's: run `kpyops "
+                                   f"update cluster {name} --yes --target cloud` first")
+    check = check_hosts(store, user, on_task=on_task, on_line=on_line, verbosity=verbosity)
+    if check.not_checked:
+        raise RollingUpdateStopped("hosts whose machine does not run: " + ", ".join(
+            f"{h} ({why})" for h, why in check.not_checked.items()) + "; run update cluster --yes first")
+    _groups, masters = _node_groups(files)
+    hosts = [h for h in _inventory_hosts(files) if force or h in check.changed]
+    planes = [h for h in hosts if h in masters]
+    others = [h for h in hosts if h not in masters]
+    batches = [[h] for h in planes]
+    batches += [others[i:i + max_unavailable] for i in range(0, len(others), max_unavailable)]
+    return RollingPlan(batches=batches, check=check, forced=force)
+
+
+def rolling_update(store: StateStore, name: str, plan: RollingPlan, progress: Progress, *,
+                   validate_timeout: float = 600, on_task: Progress | None = None,
+                   on_line: Progress | None = None, verbosity: int = 0) -> PlaybookResult:
+    """Each batch of ``plan`` in turn: drained, converged and uncordoned (rolling-update.yml
+    --limit BATCH), then the cluster validated (within ``validate_timeout`` seconds) before
+    the next one. RollingUpdateStopped when a batch leaves it invalid."""
+    from kpyops import validate  # the API client: only when hosts are touched
+
+    results = []
+    if plan.batches:
+        store.delete(name, CONVERGED)  # until every batch has run
+    for i, batch in enumerate(plan.batches, 1):
+        progress(f"batch {i}/{len(plan.batches)}: draining, converging and uncordoning "
+                 + ", ".join(batch))
+        with store.lock(name, purpose=f"rolling update of {', '.join(batch)}"), \
+                synced(store, name) as wd:
+            results.append(run_playbook(ROLLING_UPDATE_PLAYBOOK, str(wd / INVENTORY_DIR),
+                                        limit=",".join(batch), diff=True, on_task=on_task,
+                                        on_line=on_line, verbosity=verbosity))
+        progress(f"batch {i}/{len(plan.batches)}: validating {name} (up to {validate_timeout:.0f}s)")
+        with validate.for_cluster(store, name) as (api, expected, etcd):
+            findings = validate.validate(api, expected, etcd, wait=validate_timeout, progress=progress)
+        failing = [f"{f.item}: {f.detail}" for f in findings if not f.ok]
+        if failing:
+            raise RollingUpdateStopped(f"the cluster is not valid after {', '.join(batch)} "
+                                       f"({'; '.join(failing)}): stopped before the next batch")
+    # the hosts left out had nothing to do: every host now runs the stored inventory
+    store.write_text(name, CONVERGED, json.dumps(
+        {"inventory": inventory_digest(stored_inventory(store, name))}))
+    return combine(*results) if results else PlaybookResult(rc=0)
 
 
 def delete(store: StateStore, name: str, progress: Progress) -> list[Change]:

@@ -106,6 +106,12 @@ def _check_hosts(store, user, cloud_changes, verbose: int) -> None:
         return
     click.echo("hosts (cluster.yml --check --diff against the proposed inventory):")
     click.echo("\n".join(format_host_changes(check.hosts)))
+    disruptive = [h for h, r in check.changed.items()
+                  if r.drains or any("restart" in name.lower() for name in r.handlers)]
+    if disruptive:
+        progress(f"{', '.join(disruptive)} would restart a service or drain: to apply it host by "
+                 f"host, drained and validated in between, store the spec with `update cluster "
+                 f"{user.name} -f FILE --yes --target cloud`, then `rolling-update cluster {user.name}`")
 
 
 @click.group("create")

@@ -16,6 +16,7 @@ MODULES = [
     "kpyops.cli.doctor",  # doctor (can this identity create and delete a cluster here?)
     "kpyops.cli.proxy",  # proxy (the per-node service proxy daemon)
     "kpyops.cli.reset",  # reset host (reset.yml on one host)
+    "kpyops.cli.rolling",  # rolling-update cluster (batches drained, validated in between)
 ]
 
 

@@ -1,5 +1,6 @@
 """delete node: refused before anything runs unless only a worker leaves; the plan runs the
-same playbooks in check mode and stores nothing; the apply drains, forgets and deletes."""
+same playbooks in check mode and stores nothing; the apply drains, forgets and deletes.
+update refuses to take machines away; rolling-update batches, validates and stops."""
 
 from __future__ import annotations
 
@@ -130,3 +131,35 @@ def test_refusals_come_before_any_run(two_nodes):
         r = CliRunner().invoke(cli, ["--state", str(root), "update", "cluster", NAME, "-f", str(one), *how])
         assert r.exit_code == 2 and f"node group node would lose {NODE2} without draining" in r.stderr, r.output
     assert runs == [] and snapshot(root) == before
+
+
+def test_rolling_update_batches_validates_and_stops(request, monkeypatch):
+    """Hosts whose check run is not empty, control planes alone first; each batch is
+    rolling-update.yml --limit BATCH, then validate; an invalid cluster stops the update."""
+    store, _root, _podman, runs = request.getfixturevalue("created")
+    plan = lifecycle.rolling_plan(store, NAME)  # the fake check run changes the node only
+    assert plan.batches == [[NODE]] and runs[-1]["kwargs"]["check"]
+    assert lifecycle.rolling_plan(store, NAME, force=True).batches == [[CP], [NODE]]
+    runs.clear()
+
+    from kpyops import validate
+    from kpyops.validate import Finding
+
+    said: list[str] = []
+    verdicts = iter([[Finding("node x", True, "Ready")], [Finding(f"node {NODE}", False, "NotReady")]])
+
+    class FakeCluster:
+        def __enter__(self):
+            return None, None, None
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(validate, "for_cluster", lambda store, name: FakeCluster())
+    monkeypatch.setattr(validate, "validate", lambda *a, **k: next(verdicts))
+    lifecycle.rolling_update(store, NAME, plan, said.append, validate_timeout=5)
+    assert [(r["playbook"], r["kwargs"]["limit"]) for r in runs] == [(lifecycle.ROLLING_UPDATE_PLAYBOOK, NODE)]
+    assert lifecycle.converged_digest(store, NAME) == lifecycle.inventory_digest(lifecycle.stored_inventory(store, NAME))
+    with pytest.raises(lifecycle.RollingUpdateStopped, match=f"not valid after {NODE}"):
+        lifecycle.rolling_update(store, NAME, plan, said.append, validate_timeout=5)
+    assert lifecycle.converged_digest(store, NAME) is None
