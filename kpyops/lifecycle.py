@@ -29,8 +29,9 @@ from kpyops.render.inventory import render_inventory
 from kpyops.run.ansible import FACT_CACHE, PlaybookResult, combine, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, SpecError, complete, dumps, loads
-from kpyops.spec.hosts import NotRemovable, removals, without_node
+from kpyops.spec.hosts import removals
 from kpyops.spec.model import Cluster as ClusterModel
+from kpyops.spec.skew import version_problems
 from kpyops.state.base import (
     CLUSTER_ID,
     COMPLETED_SPEC,
@@ -48,8 +49,6 @@ Progress = Callable[[str], None]
 KNOWN_HOSTS = "ssh/known_hosts"
 # What hosts already in the cluster run when a change only adds nodes: the newcomers' names
 ETC_HOSTS_PLAYBOOK = "playbooks/etc_hosts.yml"
-REMOVE_NODE_PLAYBOOK = "remove-node.yml"
-ROLLING_UPDATE_PLAYBOOK = "rolling-update.yml"
 
 
 class ClusterExists(RuntimeError):
@@ -187,19 +186,28 @@ def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
     return completed
 
 
-def refuse_removals(store: StateStore, completed: Cluster) -> None:
+def refuse_unsafe(store: StateStore, completed: Cluster, *, converging: bool = False) -> None:
     """SpecError, before anything runs, if the change would take machines away (see
-    spec.hosts.removals): a plan shows it as update --yes would."""
-    if store.exists(completed.name, COMPLETED_SPEC):
-        problems = removals(load_cluster(store, completed.name), completed)
-        if problems:
-            raise SpecError(problems=problems)
+    spec.hosts.removals) or break the version rules (spec.skew); when it converges the
+    hosts, also if it changes the Kubernetes version: that is `upgrade cluster`'s work (the
+    control planes first, nodes drained, validated in between), not one run of cluster.yml."""
+    if not store.exists(completed.name, COMPLETED_SPEC):
+        return
+    stored = load_cluster(store, completed.name)
+    old, new = stored.spec.kubernetes_version, completed.spec.kubernetes_version
+    problems = removals(stored, completed) + version_problems(old, new)
+    if converging and old != new and not problems:
+        problems.append(("spec.kubernetesVersion", f"{old} -> {new}: upgrade with `kpyops upgrade "
+                         f"cluster {completed.name} --kubernetes-version {new}` (control planes "
+                         "first, nodes drained, validated in between)"))
+    if problems:
+        raise SpecError(problems=problems)
 
 
 def plan(store: StateStore, user: Cluster) -> Plan:
     """What `update --yes` would change, reading only."""
     completed = complete(user)
-    refuse_removals(store, completed)
+    refuse_unsafe(store, completed)
     cloud = get_cloud(completed.spec.cloud, store)
     return Plan(cloud=cloud.plan(completed),
                 inventory=diff_inventory(store, user.name, inventory_files(store, completed, cloud)))
@@ -248,11 +256,11 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     Hosts whose machine does not run yet (``cloud_changes``, else the cloud's plan) are left
     out and said so."""
     completed = complete(user)
-    refuse_removals(store, completed)
+    refuse_unsafe(store, completed, converging=True)
     cloud = get_cloud(completed.spec.cloud, store)
     changes = cloud.plan(completed) if cloud_changes is None else cloud_changes
     files = inventory_files(store, completed, cloud)
-    hosts = list(_inventory_hosts(files))
+    hosts = list(hosts_of(files))
     skipped = not_yet_running(changes, hosts)
     added = nodes_to_add(store, user.name, files)
     check = HostsCheck(not_checked=skipped, added=added)
@@ -276,7 +284,7 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     return check
 
 
-def _node_groups(files: dict[str, str]) -> tuple[dict[str, list[str]], set[str]]:
+def node_groups_of(files: dict[str, str]) -> tuple[dict[str, list[str]], set[str]]:
     """Each node group's hosts in inventory order, and the control planes and etcd members."""
     inventory = yaml.safe_load(files["hosts.yml"])["all"]
     groups: dict[str, list[str]] = {}
@@ -287,7 +295,7 @@ def _node_groups(files: dict[str, str]) -> tuple[dict[str, list[str]], set[str]]
     return groups, masters
 
 
-def _inventory_hosts(files: dict[str, str]) -> dict:
+def hosts_of(files: dict[str, str]) -> dict:
     return yaml.safe_load(files["hosts.yml"])["all"].get("hosts") or {}
 
 
@@ -306,7 +314,7 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
     ``progress`` as it is made) and the converge with its per-host report. Without
     ``converge`` only the machines and the inventory are made (kops' --target)."""
     completed = complete(user)
-    refuse_removals(store, completed)
+    refuse_unsafe(store, completed, converging=converge)
     with store.lock(user.name, purpose="update cluster"):
         save(store, user, completed)
         cloud = get_cloud(completed.spec.cloud, store, progress)
@@ -325,7 +333,7 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
             run = functools.partial(run_playbook, on_line=on_line, on_task=on_task,
                                     verbosity=verbosity, extra_vars=extra_vars, diff=True)
             if added:
-                others = [h for h in _inventory_hosts(files) if h not in added]
+                others = [h for h in hosts_of(files) if h not in added]
                 progress(f"adding {', '.join(added)} to {user.name}: cluster.yml runs there; "
                          f"{len(others)} other host(s) only get the new names ({ETC_HOSTS_PLAYBOOK})")
                 result = combine(run(ETC_HOSTS_PLAYBOOK, inventory, limit=",".join(others)),
@@ -349,7 +357,7 @@ def reset_host(store: StateStore, name: str, host: str, *, check: bool = False,
     changed there. With ``check``, the check-mode run only: what the reset would remove."""
     cluster = load_cluster(store, name)
     files = inventory_files(store, cluster, get_cloud(cluster.spec.cloud, store))
-    hosts = list(_inventory_hosts(files))
+    hosts = list(hosts_of(files))
     if host not in hosts:
         raise UnknownHost(f"{host!r} is not a host of cluster {name}: {', '.join(hosts)}")
     with store.lock(name, purpose=f"reset host {host}"), synced(store, name) as wd:
@@ -361,137 +369,6 @@ def reset_host(store: StateStore, name: str, host: str, *, check: bool = False,
     if not check:
         (FACT_CACHE / host).unlink(missing_ok=True)  # its facts describe an installed host
     return result, host_changes(result.events).get(host, HostChanges(host))
-
-
-@dataclass
-class Removal:
-    """What `delete node` does (or, checked, would do)."""
-
-    node: str
-    spec: Cluster  # the user's spec without the node
-    reset: bool  # its host is reset (else the cloud deletes its machine, or it is dead)
-    cloud: list[Change]  # the machine deleted
-    result: PlaybookResult  # remove-node.yml, then etc_hosts.yml on the others
-    hosts: dict[str, HostChanges]
-
-
-def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
-                check: bool = False, reset: bool = True, on_task: Progress | None = None,
-                on_line: Progress | None = None, verbosity: int = 0) -> Removal:
-    """Take worker ``node`` out of cluster ``name``: drain it and delete its Node object,
-    reset its host (where the cloud does not delete the machine, and unless ``reset`` is
-    False: a dead host), drop it from the spec and the inventory, delete its machine, and write
-    the remaining hosts into every /etc/hosts. Refused before anything runs (NotRemovable)
-    unless the smaller inventory is the current one less this node and nothing else. With
-    ``check``: the same playbooks in check mode, and nothing stored or deleted."""
-    user = load_cluster(store, name, completed=False)
-    completed = load_cluster(store, name)
-    cloud = get_cloud(completed.spec.cloud, store, progress)
-    old_files = inventory_files(store, completed, cloud)
-    smaller = without_node(user, node, *_node_groups(old_files))
-    smaller_completed = complete(smaller)
-    new_files = inventory_files(store, smaller_completed, cloud)
-    if added_nodes(new_files, old_files) != [node]:
-        raise NotRemovable(f"taking {node} out of the spec would change more than the list of "
-                           "nodes (other hosts' variables or groups): not supported")
-    # a machine the cloud made is deleted with its disks: resetting it first is wasted work
-    reset = reset and capabilities(completed.spec.cloud).lists_hosts
-    others = ",".join(h for h in _inventory_hosts(new_files))
-    playbook_vars = {"node": node, "remove_node_reset": str(reset).lower(),
-                     "reset_confirmed": "true"}
-    run = functools.partial(run_playbook, on_task=on_task, on_line=on_line, verbosity=verbosity,
-                            diff=True, check=check)
-    # a plan writes nothing to the store, not even the lock's holder
-    lock = contextlib.nullcontext() if check else store.lock(name, purpose=f"delete node {node}")
-    with lock:
-        with synced(store, name) as wd:
-            removed = run(REMOVE_NODE_PLAYBOOK, str(wd / INVENTORY_DIR), extra_vars=playbook_vars)
-            if check:
-                with proposed_inventory(wd, new_files) as inventory:
-                    named = run(ETC_HOSTS_PLAYBOOK, str(inventory), limit=others)
-                result = combine(removed, named)
-                return Removal(node, smaller, reset, cloud.plan(smaller_completed), result,
-                               host_changes(result.events))
-        was_converged = converged_digest(store, name) == inventory_digest(stored_inventory(store, name))
-        save(store, smaller, smaller_completed)
-        changes = cloud.apply(smaller_completed)
-        (FACT_CACHE / node).unlink(missing_ok=True)
-        write_inventory(store, name, new_files)
-        store.delete(name, CONVERGED)
-        with synced(store, name) as wd:
-            result = combine(removed, run(ETC_HOSTS_PLAYBOOK, str(wd / INVENTORY_DIR), limit=others))
-        if was_converged:  # the others now hold what a whole run of the new inventory gives
-            store.write_text(name, CONVERGED, json.dumps({"inventory": inventory_digest(new_files)}))
-    return Removal(node, smaller, reset, changes, result, host_changes(result.events))
-
-
-class RollingUpdateStopped(RuntimeError):
-    """A batch of a rolling update left the cluster invalid: the update stops there (a re-run
-    goes on from the hosts that still need it)."""
-
-
-@dataclass
-class RollingPlan:
-    """Which hosts a rolling update would converge, in which batches, and why."""
-
-    batches: list[list[str]]
-    check: HostsCheck  # cluster.yml --check against the stored inventory
-    forced: bool = False
-
-
-def rolling_plan(store: StateStore, name: str, *, max_unavailable: int = 1, force: bool = False,
-                 on_task: Progress | None = None, on_line: Progress | None = None,
-                 verbosity: int = 0) -> RollingPlan:
-    """The hosts whose check run is not empty (every host with ``force``): control planes
-    first, one at a time, then the others ``max_unavailable`` at a time."""
-    user = load_cluster(store, name, completed=False)
-    files = inventory_files(store, load_cluster(store, name), get_cloud(user.spec.cloud, store))
-    if files != stored_inventory(store, name):  # the batches run the stored inventory
-        raise RollingUpdateStopped(f"the stored inventory is not the stored spec's: run `kpyops "
-                                   f"update cluster {name} --yes --target cloud` first")
-    check = check_hosts(store, user, on_task=on_task, on_line=on_line, verbosity=verbosity)
-    if check.not_checked:
-        raise RollingUpdateStopped("hosts whose machine does not run: " + ", ".join(
-            f"{h} ({why})" for h, why in check.not_checked.items()) + "; run update cluster --yes first")
-    _groups, masters = _node_groups(files)
-    hosts = [h for h in _inventory_hosts(files) if force or h in check.changed]
-    planes = [h for h in hosts if h in masters]
-    others = [h for h in hosts if h not in masters]
-    batches = [[h] for h in planes]
-    batches += [others[i:i + max_unavailable] for i in range(0, len(others), max_unavailable)]
-    return RollingPlan(batches=batches, check=check, forced=force)
-
-
-def rolling_update(store: StateStore, name: str, plan: RollingPlan, progress: Progress, *,
-                   validate_timeout: float = 600, on_task: Progress | None = None,
-                   on_line: Progress | None = None, verbosity: int = 0) -> PlaybookResult:
-    """Each batch of ``plan`` in turn: drained, converged and uncordoned (rolling-update.yml
-    --limit BATCH), then the cluster validated (within ``validate_timeout`` seconds) before
-    the next one. RollingUpdateStopped when a batch leaves it invalid."""
-    from kpyops import validate  # the API client: only when hosts are touched
-
-    results = []
-    if plan.batches:
-        store.delete(name, CONVERGED)  # until every batch has run
-    for i, batch in enumerate(plan.batches, 1):
-        progress(f"batch {i}/{len(plan.batches)}: draining, converging and uncordoning "
-                 + ", ".join(batch))
-        with store.lock(name, purpose=f"rolling update of {', '.join(batch)}"), \
-                synced(store, name) as wd:
-            results.append(run_playbook(ROLLING_UPDATE_PLAYBOOK, str(wd / INVENTORY_DIR),
-                                        limit=",".join(batch), diff=True, on_task=on_task,
-                                        on_line=on_line, verbosity=verbosity))
-        progress(f"batch {i}/{len(plan.batches)}: validating {name} (up to {validate_timeout:.0f}s)")
-        with validate.for_cluster(store, name) as (api, expected, etcd):
-            findings = validate.validate(api, expected, etcd, wait=validate_timeout, progress=progress)
-        failing = [f"{f.item}: {f.detail}" for f in findings if not f.ok]
-        if failing:
-            raise RollingUpdateStopped(f"the cluster is not valid after {', '.join(batch)} "
-                                       f"({'; '.join(failing)}): stopped before the next batch")
-    # the hosts left out had nothing to do: every host now runs the stored inventory
-    store.write_text(name, CONVERGED, json.dumps(
-        {"inventory": inventory_digest(stored_inventory(store, name))}))
-    return combine(*results) if results else PlaybookResult(rc=0)
 
 
 def delete(store: StateStore, name: str, progress: Progress) -> list[Change]:

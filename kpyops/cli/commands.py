@@ -17,6 +17,7 @@ MODULES = [
     "kpyops.cli.proxy",  # proxy (the per-node service proxy daemon)
     "kpyops.cli.reset",  # reset host (reset.yml on one host)
     "kpyops.cli.rolling",  # rolling-update cluster (batches drained, validated in between)
+    "kpyops.cli.upgrade",  # upgrade cluster (a new Kubernetes version, host by host)
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kpyops import lifecycle
+from kpyops import day2
 from kpyops.cli.names import CLUSTER_NAME, NODE_NAME
 from kpyops.cli.output import ansible_progress, fail, progress, stderr
 from kpyops.clouds.base import CloudError
@@ -31,7 +31,7 @@ def delete_node(ctx: click.Context, name: str, node: str, yes: bool, no_reset: b
     verbose = ctx.obj.get("verbose", 0)
     try:
         with ansible_progress(verbose) as callbacks:
-            removal = lifecycle.remove_node(store, name, node, progress, check=not yes,
+            removal = day2.remove_node(store, name, node, progress, check=not yes,
                                             reset=not no_reset, verbosity=verbose, **callbacks)
     except PlaybookFailed as err:
         for line in err.tail:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from kpyops import lifecycle
+from kpyops import day2
 from kpyops.cli.names import CLUSTER_NAME, DURATION
 from kpyops.cli.output import ansible_progress, fail, progress, stderr
 from kpyops.clouds.base import CloudError
@@ -42,7 +42,7 @@ def rolling_update_cluster(ctx: click.Context, name: str, yes: bool, max_unavail
     verbose = ctx.obj.get("verbose", 0)
     try:
         with ansible_progress(verbose) as callbacks:
-            plan = lifecycle.rolling_plan(store, name, max_unavailable=max_unavailable,
+            plan = day2.rolling_plan(store, name, max_unavailable=max_unavailable,
                                           force=force, verbosity=verbose, **callbacks)
             lines = format_host_changes(plan.check.changed, diffs=not yes)
             if lines:
@@ -57,14 +57,14 @@ def rolling_update_cluster(ctx: click.Context, name: str, yes: bool, max_unavail
                 progress(f"{sum(map(len, plan.batches))} host(s) in {len(plan.batches)} batch(es); "
                          "run again with --yes to drain, converge and validate them in turn")
                 return
-            result = lifecycle.rolling_update(store, name, plan, progress,
+            result = day2.rolling_update(store, name, plan, progress,
                                               validate_timeout=validation_timeout.total_seconds(),
                                               verbosity=verbose, **callbacks)
     except PlaybookFailed as err:
         for line in err.tail:
             stderr.print(line, markup=False, highlight=False)
         fail(f"{err}: the batch's hosts may still be cordoned; a re-run goes on from there")
-    except (lifecycle.RollingUpdateStopped, ClusterNotFound, SpecError, LockHeld, StateError,
+    except (day2.RollingUpdateStopped, ClusterNotFound, SpecError, LockHeld, StateError,
             CloudError, KubeconfigError) as err:
         fail(str(err))
     progress(f"rolling update of {name} done in {result.seconds:.0f}s: "

@@ -9,11 +9,11 @@ import yaml
 from click.testing import CliRunner
 from test_plan import CP, NAME, NODE, created, snapshot  # noqa: F401 (created: a fixture)
 
-from kpyops import lifecycle
+from kpyops import day2, lifecycle
 from kpyops.cli.main import cli
 from kpyops.clouds.local.cloud import LocalCloud
 from kpyops.render.inventory import render_inventory
-from kpyops.spec import complete, parse
+from kpyops.spec import SpecError, complete, parse
 from kpyops.spec.hosts import NotRemovable, removals, without_node
 
 NODE2 = f"{NAME}-node-2"
@@ -30,7 +30,7 @@ BARE = {"controlPlane": {"hosts": [{"name": "cp1", "address": "192.0.2.11"}]},
 
 
 def remove(user, host):
-    return without_node(user, host, *lifecycle._node_groups(render_inventory(complete(user))))
+    return without_node(user, host, *lifecycle.node_groups_of(render_inventory(complete(user))))
 
 
 def test_a_listed_node_leaves_its_list_and_a_counted_group_only_its_last():
@@ -66,6 +66,8 @@ def test_update_refuses_to_take_machines_away():
 def two_nodes(request, monkeypatch):
     """test_plan's cluster grown to two nodes and converged (fakes), machines included."""
     store, root, podman, runs = request.getfixturevalue("created")
+    monkeypatch.setattr(day2, "run_playbook", lifecycle.run_playbook)  # the fixture's recorder
+    monkeypatch.setattr(day2, "get_cloud", lifecycle.get_cloud)  # ... and its fake podman
 
     def made(self, cluster):
         changes = self.plan(cluster)
@@ -87,10 +89,10 @@ def two_nodes(request, monkeypatch):
 def test_the_plan_runs_the_playbooks_in_check_mode_and_stores_nothing(two_nodes):
     store, root, podman, runs = two_nodes
     before = snapshot(root)
-    removal = lifecycle.remove_node(store, NAME, NODE2, lambda _m: None, check=True)
+    removal = day2.remove_node(store, NAME, NODE2, lambda _m: None, check=True)
     assert snapshot(root) == before and NODE2 in podman.machines
     assert [(r["playbook"], r["kwargs"]["check"], r["kwargs"].get("limit")) for r in runs] == [
-        (lifecycle.REMOVE_NODE_PLAYBOOK, True, None),
+        (day2.REMOVE_NODE_PLAYBOOK, True, None),
         (lifecycle.ETC_HOSTS_PLAYBOOK, True, f"{CP},{NODE}")]
     # the machine is deleted by the cloud: no reset of its host
     assert runs[0]["kwargs"]["extra_vars"] == {"node": NODE2, "remove_node_reset": "false",
@@ -102,9 +104,9 @@ def test_the_plan_runs_the_playbooks_in_check_mode_and_stores_nothing(two_nodes)
 
 def test_the_apply_forgets_the_node_and_deletes_its_machine(two_nodes):
     store, _root, podman, runs = two_nodes
-    removal = lifecycle.remove_node(store, NAME, NODE2, lambda _m: None)
+    removal = day2.remove_node(store, NAME, NODE2, lambda _m: None)
     assert [(r["playbook"], r["kwargs"]["check"]) for r in runs] == [
-        (lifecycle.REMOVE_NODE_PLAYBOOK, False), (lifecycle.ETC_HOSTS_PLAYBOOK, False)]
+        (day2.REMOVE_NODE_PLAYBOOK, False), (lifecycle.ETC_HOSTS_PLAYBOOK, False)]
     assert NODE2 not in podman.machines and ("delete", NODE2) in [(c.action, c.name) for c in removal.cloud]
     assert lifecycle.load_cluster(store, NAME, completed=False).spec.node_groups[0].count == 1
     stored = yaml.safe_load(store.read_text(NAME, "inventory/hosts.yml"))["all"]["hosts"]
@@ -137,9 +139,11 @@ def test_rolling_update_batches_validates_and_stops(request, monkeypatch):
     """Hosts whose check run is not empty, control planes alone first; each batch is
     rolling-update.yml --limit BATCH, then validate; an invalid cluster stops the update."""
     store, _root, _podman, runs = request.getfixturevalue("created")
-    plan = lifecycle.rolling_plan(store, NAME)  # the fake check run changes the node only
+    monkeypatch.setattr(day2, "run_playbook", lifecycle.run_playbook)  # the fixture's recorder
+    monkeypatch.setattr(day2, "get_cloud", lifecycle.get_cloud)  # ... and its fake podman
+    plan = day2.rolling_plan(store, NAME)  # the fake check run changes the node only
     assert plan.batches == [[NODE]] and runs[-1]["kwargs"]["check"]
-    assert lifecycle.rolling_plan(store, NAME, force=True).batches == [[CP], [NODE]]
+    assert day2.rolling_plan(store, NAME, force=True).batches == [[CP], [NODE]]
     runs.clear()
 
     from kpyops import validate
@@ -157,9 +161,50 @@ def test_rolling_update_batches_validates_and_stops(request, monkeypatch):
 
     monkeypatch.setattr(validate, "for_cluster", lambda store, name: FakeCluster())
     monkeypatch.setattr(validate, "validate", lambda *a, **k: next(verdicts))
-    lifecycle.rolling_update(store, NAME, plan, said.append, validate_timeout=5)
-    assert [(r["playbook"], r["kwargs"]["limit"]) for r in runs] == [(lifecycle.ROLLING_UPDATE_PLAYBOOK, NODE)]
+    day2.rolling_update(store, NAME, plan, said.append, validate_timeout=5)
+    assert [(r["playbook"], r["kwargs"]["limit"]) for r in runs] == [(day2.ROLLING_UPDATE_PLAYBOOK, NODE)]
     assert lifecycle.converged_digest(store, NAME) == lifecycle.inventory_digest(lifecycle.stored_inventory(store, NAME))
-    with pytest.raises(lifecycle.RollingUpdateStopped, match=f"not valid after {NODE}"):
-        lifecycle.rolling_update(store, NAME, plan, said.append, validate_timeout=5)
+    with pytest.raises(day2.RollingUpdateStopped, match=f"not valid after {NODE}"):
+        day2.rolling_update(store, NAME, plan, said.append, validate_timeout=5)
     assert lifecycle.converged_digest(store, NAME) is None
+
+
+def test_upgrade_keeps_the_version_rules_and_goes_in_order(request, monkeypatch):
+    store, root, _podman, runs = request.getfixturevalue("created")
+    monkeypatch.setattr(day2, "run_playbook", lifecycle.run_playbook)  # the fixture's recorder
+    monkeypatch.setattr(day2, "get_cloud", lifecycle.get_cloud)  # ... and its fake podman
+    old = lifecycle.load_cluster(store, NAME).spec.kubernetes_version
+    major, minor, _patch = (int(x) for x in old.split("."))
+    before = snapshot(root)
+    for bad, words in ((f"{major}.{minor + 2}.0", "skips a minor release"), (f"{major}.{minor - 1}.0", "goes down")):
+        with pytest.raises(SpecError, match=words):
+            day2.upgrade_plan(store, NAME, bad)
+    up = day2.upgrade_plan(store, NAME, f"{major}.{minor}.{_patch + 1}")
+    assert up.components == {CP: ["kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                  "kubelet", "kubectl"], NODE: ["kubelet", "kubectl"]}
+    assert snapshot(root) == before and runs == []  # a plan reads only
+    # a converging update with a new version is refused: that is upgrade's work
+    r = CliRunner().invoke(cli, ["--state", str(root), "upgrade", "cluster", NAME, "--kubernetes-version",
+                                 f"{major}.{minor + 2}.0"])
+    assert r.exit_code == 2 and "skips a minor release" in r.stderr, r.output
+    with pytest.raises(SpecError, match="upgrade with `kpyops upgrade cluster"):
+        lifecycle.update(store, up.spec, progress=lambda _m: None)
+    assert runs == []
+
+    class Valid:
+        def __enter__(self):
+            return None, None, None
+
+        def __exit__(self, *exc):
+            return False
+
+    from kpyops import validate
+
+    monkeypatch.setattr(validate, "for_cluster", lambda store, name: Valid())
+    monkeypatch.setattr(validate, "validate", lambda *a, **k: [])
+    monkeypatch.setattr(LocalCloud, "apply", lambda self, cluster: self.plan(cluster))  # no podman
+    day2.upgrade(store, up, progress=lambda _m: None)
+    # the snapshot first, then (the check run, in check mode) one batch per host needing it
+    assert [r["playbook"] for r in runs if not r["kwargs"].get("check")] == [
+        day2.ETCD_BACKUP_PLAYBOOK, day2.ROLLING_UPDATE_PLAYBOOK]
+    assert lifecycle.load_cluster(store, NAME).spec.kubernetes_version == up.new
