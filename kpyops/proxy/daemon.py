@@ -15,7 +15,7 @@ from kpyops.proxy.dualstack import DualStackDataplane
 from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.iptables import IptablesDataplane
 from kpyops.proxy.iptables.commands import IptablesCommands
-from kpyops.proxy.iptables.rules import RuleOptions
+from kpyops.proxy.options import RuleOptions
 from kpyops.proxy.localnet import DEFAULT_STATE_DIR, enable_route_localnet, restore_route_localnet
 from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import ip_family
