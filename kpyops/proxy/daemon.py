@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kpyops.proxy.config import ProxyConfig
 from kpyops.proxy.conntrack import ConntrackCleaner
-from kpyops.proxy.dataplane import Dataplane
+from kpyops.proxy.dataplane import Dataplane, DataplaneError
 from kpyops.proxy.dualstack import DualStackDataplane
 from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.iptables import IptablesDataplane
@@ -19,6 +19,7 @@ from kpyops.proxy.options import RuleOptions
 from kpyops.proxy.localnet import DEFAULT_STATE_DIR, enable_route_localnet, restore_route_localnet
 from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import ip_family
+from kpyops.proxy.nftables import NftablesDataplane
 from kpyops.proxy.node import (
     NodeInfo,
     fetch_node_info,
@@ -89,6 +90,24 @@ def iptables_dataplane(
     )
 
 
+def nftables_dataplane(config: ProxyConfig, family: int) -> NftablesDataplane:
+    """nftables mode: no localhost NodePorts (as kube-proxy's nftables mode), so no
+    route_localnet."""
+    return NftablesDataplane(
+        RuleOptions(
+            family=family,
+            masquerade_bit=config.nftables.masquerade_bit,
+            masquerade_all=config.nftables.masquerade_all,
+            cluster_cidrs=tuple(c for c in config.cluster_cidrs if ip_family(c) == family),
+            node_port_cidrs=_node_port_cidrs(config, family),
+            localhost_node_ports=False,
+            tcp_be_liberal=config.conntrack.tcp_be_liberal,
+            zone=config.node_zone,
+            node_name=config.hostname,
+        )
+    )
+
+
 def localhost_node_ports(config: ProxyConfig) -> bool:
     """NodePorts answer on 127.0.0.1 (so route_localnet is needed), as kube-proxy decides:
     iptables.localhostNodePorts, IPv4, and nodePortAddresses all or including loopback."""
@@ -110,6 +129,8 @@ def build_dataplane(
         planes: list[Dataplane] = [
             IpvsDataplane.for_node(config, f) for f in proxy_families(config)
         ]
+    elif config.mode == "nftables":
+        planes = [nftables_dataplane(config, f) for f in proxy_families(config)]
     else:
         planes = [iptables_dataplane(config, f, iptables_backend) for f in proxy_families(config)]
         if localhost_node_ports(config):
@@ -120,10 +141,16 @@ def build_dataplane(
 def cleanup_all(
     config: ProxyConfig, iptables_backend: str = "system", state_dir: Path = DEFAULT_STATE_DIR
 ) -> None:
-    """``--cleanup``: remove what every mode creates (iptables mode, and IPVS where possible),
-    and put back route_localnet if the proxy changed it."""
+    """``--cleanup``: remove what every mode creates (iptables mode, the nftables tables of
+    both families, and IPVS where possible), and put back route_localnet if the proxy
+    changed it."""
     for family in proxy_families(config):
         iptables_dataplane(config, family, iptables_backend).cleanup()
+    try:
+        for family in (4, 6):
+            nftables_dataplane(config, family).cleanup()
+    except DataplaneError as err:  # no nft on this node: nothing of it to clean
+        log.info("nftables cleanup skipped: %s", err)
     try:
         from kpyops.proxy.ipvs import IpvsDataplane
 
