@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
-from pathlib import Path
 
 import proxy_netns as net
 import pytest
-import yaml
-from proxy_netns import CLIENT, NODE1, NODE1_IP, NODE2, NODE2_IP, P1, P2, P3, backends, connect
+from proxy_netns import (
+    CLIENT,
+    KPYOPS,
+    NODE1,
+    NODE1_IP,
+    NODE2,
+    NODE2_IP,
+    P1,
+    P2,
+    P3,
+    PORTS,
+    UDP_PORTS,
+    Cluster,
+    backends,
+    connect,
+    eps,
+    now_rfc3339,
+    service,
+)
 
 from kpyops.proxy import manifests as m
 
@@ -27,10 +41,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-KPYOPS = str(Path(sys.executable).parent / "kpyops")
 SYNC_PERIOD = 2.0
-PORTS = [{"name": "http", "port": net.TCP_PORT, "protocol": "TCP"}]
-UDP_PORTS = [{"name": "dns", "port": net.UDP_PORT, "protocol": "UDP"}]
 
 # Rules a node has before the proxy starts (a firewall, kubelet's chain): must survive.
 PRE_EXISTING = """*filter
@@ -48,51 +59,6 @@ COMMIT
 """
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def eps(*pods, ready=True):
-    return [m.endpoint(p.ip, node=net.NODE_NAMES[p.node], ready=ready) for p in pods]
-
-
-class Cluster:
-    """The services folder the proxy reads, and ways to wait for the proxy to sync."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def put(self, name: str, *objects: dict) -> None:
-        """Write one file atomically (the proxy must never see half of it)."""
-        tmp = self.folder / f".{name}.tmp"
-        tmp.write_text(yaml.safe_dump_all(objects))
-        tmp.rename(self.folder / f"{name}.yaml")
-
-    def remove(self, name: str) -> None:
-        (self.folder / f"{name}.yaml").unlink()
-
-    def syncs(self) -> float:
-        return net.metric(NODE1, "kubeproxy_sync_proxy_rules_duration_seconds_count") or 0
-
-    def change_and_wait(self, change) -> None:
-        """Make a change, then wait for the sync that applied it (and no longer)."""
-        before = time.time()
-        change()
-
-        def applied():
-            queued = (
-                net.metric(NODE1, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") or 0
-            )
-            synced = net.metric(NODE1, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") or 0
-            return queued >= before and synced >= queued
-
-        net.wait_until(applied, timeout=10)
-
-
-def service(name, ip, ports=PORTS, **spec):
-    return m.service(name, ip, ports, **spec)
-
-
 def tool(backend: str, suffix: str = "") -> str:
     """iptables, iptables-save, ... of one backend ("system": the distribution's default)."""
     base = "iptables" if backend == "system" else f"iptables-{backend}"
@@ -103,24 +69,10 @@ def tool(backend: str, suffix: str = "") -> str:
 def cluster(request, tmp_path_factory):
     backend = request.param
     folder = tmp_path_factory.mktemp("services")
-    config = folder.parent / "kube-proxy.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-                "kind": "KubeProxyConfiguration",
-                "mode": "iptables",
-                "hostnameOverride": "node1",
-                "clusterCIDR": "10.244.0.0/16",
-                "healthzBindAddress": "127.0.0.1:10256",
-                "metricsBindAddress": "127.0.0.1:10249",
-                "iptables": {"syncPeriod": f"{SYNC_PERIOD}s", "minSyncPeriod": "100ms"},
-            }
-        )
-    )
+    config = net.proxy_config(folder.parent / "kube-proxy.yaml", "iptables", SYNC_PERIOD)
     net.create()
     servers = []
-    proxy = None
+    c = Cluster(folder)
     try:
         servers = net.start_servers()
         subprocess.run(
@@ -130,55 +82,21 @@ def cluster(request, tmp_path_factory):
             check=True,
         )
         before = net.in_ns(NODE1, tool(backend, "-save")).stdout
-        c = Cluster(folder)
         c.backend = backend
-        c.config = config
         c.iptables_before = before
         c.put(
             "web",
             service("web", "10.96.0.10", [{"name": "http", "port": 80, "targetPort": 8080}]),
             m.endpoint_slice("web", eps(P1, P2, P3), PORTS, trigger_time=now_rfc3339()),
         )
-        log = open(folder.parent / "proxy.log", "w")  # noqa: SIM115
-        proxy = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                NODE1,
-                KPYOPS,
-                "proxy",
-                "--config",
-                str(config),
-                "--services-dir",
-                str(folder),
-                "--poll-interval",
-                "0.1",
-                "--iptables-backend",
-                backend,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        c.proxy = proxy
-        c.log_path = folder.parent / "proxy.log"
-        net.wait_until(lambda: _up(c), timeout=15)
+        c.start_proxy(config, "--iptables-backend", backend)
         yield c
     finally:
-        if proxy is not None and proxy.poll() is None:
-            proxy.terminate()
-            proxy.wait(10)
+        c.stop_proxy()
         for s in servers:
             s.kill()
             s.wait()
         net.destroy()
-
-
-def _up(c: Cluster) -> bool:
-    try:
-        return c.syncs() >= 1
-    except (subprocess.CalledProcessError, ValueError):
-        return False
 
 
 def test_healthz_and_metrics(cluster):

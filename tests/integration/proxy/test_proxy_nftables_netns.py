@@ -1,0 +1,319 @@
+"""The proxy in nftables mode, in network namespaces, checked with real connections.
+
+One proxy process runs in node 1 for the whole module (``mode: nftables``), reading Services
+and EndpointSlices from a folder the tests rewrite; node 2 is another node (NodePort clients,
+a remote endpoint). Tests run in file order; the last one stops the proxy and checks that
+``--cleanup`` leaves node 1's nftables ruleset (someone else's table included) and iptables
+rules exactly as they were before it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+
+import proxy_netns as net
+import pytest
+from proxy_netns import (
+    CLIENT,
+    KPYOPS,
+    NODE1,
+    NODE1_IP,
+    NODE2,
+    NODE2_IP,
+    P1,
+    P2,
+    P3,
+    PORTS,
+    UDP_PORTS,
+    Cluster,
+    backends,
+    connect,
+    eps,
+    now_rfc3339,
+    service,
+)
+
+from kpyops.proxy import manifests as m
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+]
+
+SYNC_PERIOD = 2.0
+TABLE = "kpyops-proxy"
+
+# A table of someone else's (a node firewall) that must survive, untouched.
+PRE_EXISTING = """table inet host-firewall {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        tcp dport 22 accept
+    }
+}
+"""
+
+
+def nft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return net.in_ns(NODE1, "nft", *args, check=check)
+
+
+def our_chains() -> set[str]:
+    """The names of the chains in node 1's ip kpyops-proxy table."""
+    listed = json.loads(nft("-j", "list", "chains", "ip").stdout)["nftables"]
+    return {o["chain"]["name"] for o in listed if o.get("chain", {}).get("table") == TABLE}
+
+
+def map_keys(name: str) -> list[str]:
+    """The keys of one verdict map of our table, as text ("10.96.0.10 . tcp . 80")."""
+    listed = json.loads(nft("-j", "list", "map", "ip", TABLE, name).stdout)["nftables"]
+    out = []
+    for o in listed:
+        for elem in o.get("map", {}).get("elem", []):
+            key = elem[0]
+            parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
+            out.append(" . ".join(str(p) for p in parts))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("services")
+    config = net.proxy_config(folder.parent / "kube-proxy.yaml", "nftables", SYNC_PERIOD)
+    net.create()
+    servers = []
+    c = Cluster(folder)
+    try:
+        servers = net.start_servers()
+        subprocess.run(
+            ["ip", "netns", "exec", NODE1, "nft", "-f", "-"], input=PRE_EXISTING, text=True,
+            check=True,
+        )  # fmt: skip
+        c.ruleset_before = nft("list", "ruleset").stdout
+        c.iptables_before = net.in_ns(NODE1, "iptables-save").stdout
+        c.put(
+            "web",
+            service("web", "10.96.0.10", [{"name": "http", "port": 80, "targetPort": 8080}]),
+            m.endpoint_slice("web", eps(P1, P2, P3), PORTS, trigger_time=now_rfc3339()),
+        )
+        c.start_proxy(config)
+        yield c
+    finally:
+        c.stop_proxy()
+        for s in servers:
+            s.kill()
+            s.wait()
+        net.destroy()
+
+
+def test_healthz_metrics_and_one_table_of_our_own(cluster):
+    assert net.http_get(NODE1, "http://127.0.0.1:10256/healthz")[0] == 200
+    assert net.http_get(NODE1, "http://127.0.0.1:10249/proxyMode")[1].strip() == "nftables"
+    assert net.metric(NODE1, "kubeproxy_network_programming_duration_seconds_count") >= 1
+    tables = nft("list", "tables").stdout.split("\n")
+    assert f"table ip {TABLE}" in tables and "table inet host-firewall" in tables
+    assert "KUBE-" not in net.in_ns(NODE1, "iptables-save").stdout  # no iptables rule at all
+    assert "10.96.0.10 . tcp . 80" in map_keys("service-ips")
+
+
+def test_cluster_ip_reaches_every_endpoint_and_spreads(cluster):
+    from_pod = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 90)))  # prerouting
+    assert set(from_pod) == {P1.name, P2.name, P3.name}, from_pod
+    assert min(from_pod.values()) >= 10, from_pod  # ~30 each; 10 is >4 sigma below
+    from_node = Counter(backends(connect(NODE1, "10.96.0.10", 80, 45)))  # output
+    assert set(from_node) == {P1.name, P2.name, P3.name}, from_node
+
+
+def test_udp_cluster_ip_spreads(cluster):
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "dns",
+            service("dns", "10.96.0.11", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
+            m.endpoint_slice("dns", eps(P1, P2, P3), UDP_PORTS),
+        )
+    )
+    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.11", 53, 45, proto="udp")))
+    assert set(seen) == {P1.name, P2.name, P3.name}, seen
+
+
+def test_removing_an_endpoint_stops_traffic_and_removes_its_chain(cluster):
+    p3_chain = next(c for c in our_chains() if c.startswith("endpoint-") and P3.ip in c
+                    and "/web/" in c)  # fmt: skip
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "web",
+            service("web", "10.96.0.10", [{"name": "http", "port": 80}]),
+            m.endpoint_slice("web", eps(P1, P2), PORTS),
+        )
+    )
+    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 40)))
+    assert set(seen) == {P1.name, P2.name}, seen
+    # flushed at once, deleted by a sync at least a second later (the periodic one at most)
+    net.wait_until(lambda: p3_chain not in our_chains(), timeout=3 * SYNC_PERIOD)
+
+
+def test_stale_udp_conntrack_entry_flushed(cluster):
+    dns = [{"name": "dns", "port": 53, "protocol": "UDP"}]
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "udp1", service("udp1", "10.96.0.12", dns), m.endpoint_slice("udp1", eps(P1), UDP_PORTS)
+        )
+    )
+    first = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
+    assert first == [P1.name] * 3
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "udp1", service("udp1", "10.96.0.12", dns), m.endpoint_slice("udp1", eps(P2), UDP_PORTS)
+        )
+    )
+    after = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
+    assert after == [P2.name] * 3
+
+
+def test_client_ip_affinity_sticks_then_spreads_when_off(cluster):
+    sticky = {
+        "sessionAffinity": "ClientIP",
+        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}},
+    }
+    slice_ = m.endpoint_slice("sticky", eps(P1, P2, P3), PORTS)
+    cluster.change_and_wait(
+        lambda: cluster.put("sticky", service("sticky", "10.96.0.13", **sticky), slice_)
+    )
+    answers = backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 15))
+    assert len(answers) == 15 and len(set(answers)) == 1, answers
+    # The affinity sets are nftables sets with a timeout: one holds the client now.
+    sets = nft("list", "sets", "table", "ip", TABLE).stdout
+    assert "timeout 5m" in sets and CLIENT.ip in sets
+    # Still stuck after a full sync (the table is flushed, the sets' members are kept).
+    before = cluster.syncs()
+    nft("flush", "chain", "ip", TABLE, "nat-output")  # the canary check forces a full sync
+    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
+    again = backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 5))
+    assert again == [answers[0]] * 5, again
+    cluster.change_and_wait(lambda: cluster.put("sticky", service("sticky", "10.96.0.13"), slice_))
+    spread = Counter(backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 45)))
+    assert len(spread) == 3, spread
+    assert "affinity-" not in nft("list", "sets", "table", "ip", TABLE).stdout
+
+
+def test_node_port_from_the_other_node(cluster):
+    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "np",
+            service("np", "10.96.0.14", ports, type="NodePort"),
+            m.endpoint_slice("np", eps(P1, P2, P3), PORTS),
+        )
+    )
+    answers = connect(NODE2, NODE1_IP, 30080, 45)
+    assert set(backends(answers)) == {P1.name, P2.name, P3.name}, answers
+    # Cluster policy: the source is masqueraded to node 1, so node 2's pod can answer back.
+    assert {a.split()[1] for a in answers} <= {NODE1_IP, "10.244.1.1"}, answers
+
+
+def test_local_external_policy_serves_only_local_endpoints_and_keeps_source(cluster):
+    ports = [{"name": "http", "port": 80, "nodePort": 30081}]
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "local",
+            service("local", "10.96.0.15", ports, type="NodePort", externalTrafficPolicy="Local"),
+            m.endpoint_slice("local", eps(P1, P3), PORTS),
+        )
+    )
+    answers = connect(NODE2, NODE1_IP, 30081, 20)
+    assert backends(answers) == [P1.name] * 20, answers
+    assert {a.split()[1] for a in answers} == {NODE2_IP}  # client address preserved
+    # Pods short-circuit: from a pod on node 1, the NodePort reaches every endpoint.
+    from_pod = set(backends(connect(CLIENT.ns, NODE1_IP, 30081, 30)))
+    assert from_pod == {P1.name, P3.name}, from_pod
+    # No local endpoint left: external traffic is dropped (not rejected), pods still served.
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "local",
+            service("local", "10.96.0.15", ports, type="NodePort", externalTrafficPolicy="Local"),
+            m.endpoint_slice("local", eps(P3), PORTS),
+        )
+    )
+    assert connect(NODE2, NODE1_IP, 30081, 1) == ["TIMEOUT"]
+    assert backends(connect(CLIENT.ns, "10.96.0.15", 80, 3)) == [P3.name] * 3
+
+
+def test_local_internal_policy_serves_only_local_endpoints(cluster):
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "ilocal",
+            service("ilocal", "10.96.0.16", internalTrafficPolicy="Local"),
+            m.endpoint_slice("ilocal", eps(P2, P3), PORTS),
+        )
+    )
+    assert backends(connect(CLIENT.ns, "10.96.0.16", net.TCP_PORT, 20)) == [P2.name] * 20
+
+
+def test_service_without_endpoints_rejects(cluster):
+    cluster.change_and_wait(lambda: cluster.put("empty", service("empty", "10.96.0.17")))
+    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
+    assert connect(NODE1, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
+    # Only not-ready endpoints: still nothing to send to, still rejected.
+    cluster.change_and_wait(
+        lambda: cluster.put(
+            "empty",
+            service("empty", "10.96.0.17"),
+            m.endpoint_slice("empty", eps(P1, ready=False), PORTS),
+        )
+    )
+    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 2) == ["REFUSED"] * 2
+    # A port no service has, on a ClusterIP: rejected too (cluster-ips).
+    assert connect(CLIENT.ns, "10.96.0.10", 81, 1) == ["REFUSED"]
+
+
+def test_deleted_service_stops_answering_and_others_keep_working(cluster):
+    assert set(backends(connect(CLIENT.ns, "10.96.0.11", 53, 6, proto="udp"))) <= {
+        P1.name, P2.name, P3.name
+    }  # fmt: skip
+    cluster.change_and_wait(lambda: cluster.remove("dns"))
+    gone = connect(CLIENT.ns, "10.96.0.11", 53, 2, proto="udp")
+    assert not set(backends(gone)) & {P1.name, P2.name, P3.name}, gone
+    assert not any(k.startswith("10.96.0.11 ") for k in map_keys("service-ips"))
+    assert "10.96.0.11" not in nft("list", "set", "ip", TABLE, "cluster-ips").stdout
+    assert set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20))) == {P1.name, P2.name}
+
+
+def broken_then_back_after_one_sync(cluster, before: float) -> None:
+    """The service fails while no sync has run since the damage, and works after one."""
+    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
+    if cluster.syncs() == before:  # no sync yet: the damage really broke the service
+        assert broken[0].split()[0] not in (P1.name, P2.name), broken
+    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
+    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
+    assert seen == {P1.name, P2.name}
+
+
+def test_a_deleted_table_comes_back_after_one_sync(cluster):
+    before = cluster.syncs()
+    nft("delete", "table", "ip", TABLE)
+    broken_then_back_after_one_sync(cluster, before)
+    assert "10.96.0.13 . tcp . 8080" in map_keys("service-ips")  # every service, not one
+
+
+def test_a_flushed_base_chain_comes_back_after_one_sync(cluster):
+    before = cluster.syncs()
+    nft("flush", "chain", "ip", TABLE, "nat-prerouting")
+    broken_then_back_after_one_sync(cluster, before)
+
+
+def test_cleanup_leaves_the_ruleset_as_it_was(cluster):
+    cleanup = [KPYOPS, "proxy", "--config", str(cluster.config), "--cleanup"]
+    cluster.proxy.terminate()
+    assert cluster.proxy.wait(10) == 0
+    assert f"table ip {TABLE}" in nft("list", "tables").stdout  # stopping keeps the rules
+    done = net.in_ns(NODE1, *cleanup)
+    assert done.returncode == 0, done.stderr
+    assert nft("list", "ruleset").stdout == cluster.ruleset_before
+    assert net.in_ns(NODE1, "iptables-save").stdout.count("\n-A") == cluster.iptables_before.count(
+        "\n-A"
+    )
+    again = net.in_ns(NODE1, *cleanup)
+    assert again.returncode == 0, again.stderr  # idempotent
+    assert nft("list", "ruleset").stdout == cluster.ruleset_before
