@@ -23,7 +23,7 @@ DROP = "drop"
 class ServicePolicy:
     vip: str  # the ClusterIP of this dataplane's family
     cat: CategorizedEndpoints
-    has_endpoints: bool  # some traffic can be sent somewhere
+    has_endpoints: bool  # the service has usable endpoints somewhere in the cluster
     has_internal: bool  # ClusterIP traffic has endpoints (else internal_filter)
     has_external: bool  # external traffic has endpoints (else external_filter)
     internal_local: bool  # ClusterIP traffic goes to the Local set
@@ -49,7 +49,9 @@ def service_policy(
         return None
     eps = tuple(ep for ep in endpoints if ep.family == opts.family)
     cat = categorize_endpoints(svc, eps, opts.zone, opts.node_name)
-    has_endpoints = bool(cat.all_reachable)
+    # kube-proxy's hasEndpoints: usable endpoints anywhere, even where this node's policy
+    # cannot send (internal Local with none here: dropped, not rejected)
+    has_endpoints = cat.has_any
     has_internal = has_endpoints and (not svc.internal_policy_local or bool(cat.local))
     has_external = has_endpoints and (not svc.external_policy_local or bool(cat.local))
     lb_ips = tuple(of_family(svc.load_balancer_ips, opts.family))

@@ -99,7 +99,7 @@ def test_unknown_fields_refused_with_their_path(data, field):
     ("data", "field"),
     [
         ({"mode": "userspace"}, "mode"),
-        ({"mode": "nftables"}, "mode"),
+        ({"mode": "kernelspace"}, "mode"),  # an upstream mode kpyops does not run
         ({"ipvs": {"scheduler": "fastest"}}, "ipvs.scheduler"),
         ({"iptables": {"syncPeriod": "soon"}}, "iptables.syncPeriod"),
         ({"iptables": {"masqueradeBit": 40}}, "iptables.masqueradeBit"),
