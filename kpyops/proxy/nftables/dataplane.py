@@ -28,6 +28,7 @@ from collections.abc import Callable
 from kpyops.proxy.dataplane import DataplaneError, SyncResult
 from kpyops.proxy.model import EndpointsMap, ServiceMap, ServicePortName
 from kpyops.proxy.nftables import names as n
+from kpyops.proxy.nftables import netlink
 from kpyops.proxy.nftables.commands import NftCommands
 from kpyops.proxy.nftables.rules import ServiceObjects, fixed_chains, service_objects, table_setup
 from kpyops.proxy.options import RuleOptions
@@ -47,11 +48,13 @@ class NftablesDataplane:
         commands: NftCommands | None = None,
         clock: Callable[[], float] = time.monotonic,
         stale_delay: float = STALE_DELAY,
+        count_rules: Callable[[int, str, list[str]], dict[str, int | None]] = netlink.count_rules,
     ) -> None:
         self.options = options or RuleOptions()
         self.commands = commands or NftCommands()
         self.clock = clock
         self.stale_delay = stale_delay
+        self.count_rules = count_rules
         self.table = n.table_ref(self.options.family)
         self._objects: dict[ServicePortName, ServiceObjects] = {}
         self._inputs: dict[ServicePortName, tuple] = {}
@@ -335,23 +338,20 @@ class NftablesDataplane:
 
     def check_canary(self) -> bool:
         """False if our table is gone, or a base chain or the services chain does not hold
-        the rules we wrote (flushed by someone else): the loop then does a full sync."""
-        family = n.family_keyword(self.options.family)
+        the rules we wrote (flushed by someone else): the loop then does a full sync. One
+        filtered netlink dump per chain (``nft list chain`` would load its whole cache)."""
         wanted = fixed_chains(self.options)
-        ok = True
-        for chain in CANARY_CHAINS:
-            try:
-                listed = self.commands.list_json("chain", family, n.TABLE, chain)
-            except DataplaneError:
-                listed = None
-            rules = sum(1 for o in listed or () if "rule" in o)
-            if listed is None or rules != len(wanted[chain]):
-                log.warning("nftables chain %s %s lost its rules", self.table, chain)
-                ok = False
-                break
-        if not ok:
+        try:
+            counts = self.count_rules(self.options.family, n.TABLE, list(CANARY_CHAINS))
+        except OSError as err:
+            log.warning("cannot read nftables chains for the canary check: %s", err)
+            counts = {}
+        lost = [c for c in CANARY_CHAINS if counts.get(c) != len(wanted[c])]
+        if lost:
+            log.warning("nftables chains of %s lost their rules (or are gone): %s",
+                        self.table, ", ".join(lost))
             self._kernel_known = False
-        return ok
+        return not lost
 
     def cleanup(self) -> None:
         """Delete our table (nothing else); fine if it does not exist."""
