@@ -15,7 +15,6 @@ from kpyops.proxy.dualstack import DualStackDataplane
 from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.iptables import IptablesDataplane
 from kpyops.proxy.iptables.commands import IptablesCommands
-from kpyops.proxy.options import RuleOptions
 from kpyops.proxy.localnet import DEFAULT_STATE_DIR, enable_route_localnet, restore_route_localnet
 from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import ip_family
@@ -26,6 +25,7 @@ from kpyops.proxy.node import (
     resolve_node_port_addresses,
     with_bind_address,
 )
+from kpyops.proxy.options import RuleOptions
 from kpyops.proxy.proxier import Proxier
 from kpyops.proxy.servers import serve_healthz, serve_metrics
 from kpyops.proxy.service_health import ServiceHealthServers
@@ -71,41 +71,33 @@ def health_check_addresses(config: ProxyConfig) -> list[str]:
     ]
 
 
+def rule_options(config: ProxyConfig, family: int) -> RuleOptions:
+    """The rule-based modes' node-wide options (iptables and nftables: each mode has its own
+    masquerade settings; localhost NodePorts are an iptables-mode feature only)."""
+    mode = config.nftables if config.mode == "nftables" else config.iptables
+    return RuleOptions(
+        family=family,
+        masquerade_bit=mode.masquerade_bit,
+        masquerade_all=mode.masquerade_all,
+        cluster_cidrs=tuple(c for c in config.cluster_cidrs if ip_family(c) == family),
+        node_port_cidrs=_node_port_cidrs(config, family),
+        localhost_node_ports=config.mode != "nftables" and config.iptables.localhost_node_ports,
+        tcp_be_liberal=config.conntrack.tcp_be_liberal,
+        zone=config.node_zone,
+        node_name=config.hostname,
+    )
+
+
 def iptables_dataplane(
     config: ProxyConfig, family: int, backend: str = "system"
 ) -> IptablesDataplane:
-    return IptablesDataplane(
-        RuleOptions(
-            family=family,
-            masquerade_bit=config.iptables.masquerade_bit,
-            masquerade_all=config.iptables.masquerade_all,
-            cluster_cidrs=tuple(c for c in config.cluster_cidrs if ip_family(c) == family),
-            node_port_cidrs=_node_port_cidrs(config, family),
-            localhost_node_ports=config.iptables.localhost_node_ports,
-            tcp_be_liberal=config.conntrack.tcp_be_liberal,
-            zone=config.node_zone,
-            node_name=config.hostname,
-        ),
-        IptablesCommands(family, backend),
-    )
+    return IptablesDataplane(rule_options(config, family), IptablesCommands(family, backend))
 
 
 def nftables_dataplane(config: ProxyConfig, family: int) -> NftablesDataplane:
     """nftables mode: no localhost NodePorts (as kube-proxy's nftables mode), so no
     route_localnet."""
-    return NftablesDataplane(
-        RuleOptions(
-            family=family,
-            masquerade_bit=config.nftables.masquerade_bit,
-            masquerade_all=config.nftables.masquerade_all,
-            cluster_cidrs=tuple(c for c in config.cluster_cidrs if ip_family(c) == family),
-            node_port_cidrs=_node_port_cidrs(config, family),
-            localhost_node_ports=False,
-            tcp_be_liberal=config.conntrack.tcp_be_liberal,
-            zone=config.node_zone,
-            node_name=config.hostname,
-        )
-    )
+    return NftablesDataplane(rule_options(config, family))
 
 
 def localhost_node_ports(config: ProxyConfig) -> bool:

@@ -42,9 +42,9 @@ def test_nftables_section(tmp_path):
     )  # fmt: skip
     assert cfg.nftables.masquerade_bit == 13 and cfg.nftables.masquerade_all
     assert (cfg.sync_period, cfg.min_sync_period) == (45.0, 0.25)
-    with pytest.raises(ConfigError, match="nftables.masqueradeBit"):
+    with pytest.raises(ConfigError, match=r"nftables\.masqueradeBit"):
         config_from_dict({**HEAD, "nftables": {"masqueradeBit": 40}})
-    with pytest.raises(ConfigError, match="nftables.masqueradeAl"):
+    with pytest.raises(ConfigError, match=r"nftables\.masqueradeAl"):
         config_from_dict({**HEAD, "nftables": {"masqueradeAl": True}})
 
 
