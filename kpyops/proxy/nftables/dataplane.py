@@ -10,7 +10,7 @@ element is deleted only when its last owner lets go of it. The work of a partial
 not depend on the number of services.
 
 Chains nothing refers to any more are flushed at once and deleted by a later sync, at least
-``stale_delay`` seconds afterwards, in a transaction of their own: on kernels before 6.2 a
+``stale_delay`` seconds afterwards (in that sync's transaction): on kernels before 6.2 a
 chain a verdict-map element pointed to cannot be deleted at once (the element's reference is
 dropped asynchronously), so deleting it in the same transaction would fail the whole sync.
 
@@ -76,7 +76,8 @@ class NftablesDataplane:
         listed: tuple[set[str], set[str]] | None = None
         if not self._kernel_known:
             listed = self._list_service_objects()
-        deleted = self._delete_stale_chains()
+        due = self._due_stale_chains()
+        deleted = 0
         read_seconds = time.perf_counter() - start
 
         opts = self.options
@@ -155,6 +156,10 @@ class NftablesDataplane:
             f"add element {t} {c} {{ {', '.join(items)} }}" for c, items in additions.items() if items
         ]
         text_parts += [line for line in removals if not line.startswith("delete element")]
+        # Chains flushed by an earlier transaction, a while ago; those this transaction
+        # flushed or wrote again are not among them.
+        due = [c for c in due if c in self._stale and self._stale[c] < now]
+        text_parts += [f"delete chain {t} {c}" for c in due]
         text = "\n".join(text_parts) + "\n" if text_parts else ""
         compute_seconds = time.perf_counter() - start - read_seconds
 
@@ -166,6 +171,9 @@ class NftablesDataplane:
             self._kernel_known = False  # the next (full) sync lists the kernel again
             raise
         apply_seconds = time.perf_counter() - apply_start
+        for chain in due:
+            del self._stale[chain]
+        deleted += len(due)
         self.last_input = text
         self._kernel_known = True
         if full:
@@ -301,23 +309,13 @@ class NftablesDataplane:
                 written[key] = want
         return removals, additions
 
-    def _delete_stale_chains(self) -> int:
-        """Delete the chains flushed at least ``stale_delay`` ago, in their own transaction;
-        a failure is logged (they stay, empty and unused, until a full sync lists them)."""
+    def _due_stale_chains(self) -> list[str]:
+        """The chains flushed (and unreferenced) at least ``stale_delay`` ago: safe to delete
+        now, on any kernel, in whatever transaction comes next."""
         now = self.clock()
-        due = sorted(c for c, since in self._stale.items() if now - since >= self.stale_delay)
-        if not due or not self._kernel_known:
-            return 0
-        for chain in due:
-            del self._stale[chain]
-        try:
-            self.commands.apply("".join(f"delete chain {self.table} {c}\n" for c in due))
-        except DataplaneError as err:
-            log.warning("could not delete %d unused chains (retried after a full sync): %s",
-                        len(due), err)
-            self._kernel_known = False
-            return 0
-        return len(due)
+        if not self._kernel_known:
+            return []
+        return sorted(c for c, since in self._stale.items() if now - since >= self.stale_delay)
 
     def _list_service_objects(self) -> tuple[set[str], set[str]]:
         """The per-service chains and sets in the kernel's copy of our table."""

@@ -253,12 +253,11 @@ def service(name: str, ip: str, ports=PORTS, **spec) -> dict:
     return m.service(name, ip, ports, **spec)
 
 
-class Cluster:
-    """The services folder the proxy in node 1 reads, and ways to wait for it to sync."""
+class ServicesFolder:
+    """The folder a proxy reads Services and EndpointSlices from (``--services-dir``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.proxy: subprocess.Popen | None = None
 
     def put(self, name: str, *objects: dict) -> None:
         """Write one file atomically (the proxy must never see half of it)."""
@@ -268,6 +267,14 @@ class Cluster:
 
     def remove(self, name: str) -> None:
         (self.folder / f"{name}.yaml").unlink()
+
+
+class Cluster(ServicesFolder):
+    """The services folder the proxy in node 1 reads, and ways to wait for it to sync."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.proxy: subprocess.Popen | None = None
 
     def syncs(self) -> float:
         return metric(NODE1, "kubeproxy_sync_proxy_rules_duration_seconds_count") or 0

@@ -9,30 +9,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from collections import Counter
 
 import proxy_netns as net
 import pytest
-from proxy_netns import (
-    CLIENT,
-    KPYOPS,
-    NODE1,
-    NODE1_IP,
-    NODE2,
-    NODE2_IP,
-    P1,
-    P2,
-    P3,
-    PORTS,
-    UDP_PORTS,
-    Cluster,
-    backends,
-    connect,
-    eps,
-    now_rfc3339,
-    service,
-)
+import service_checks as checks
+from proxy_netns import KPYOPS, NODE1, P1, P2, P3, PORTS, Cluster, eps, now_rfc3339, service
 
 from kpyops.proxy import manifests as m
 
@@ -109,154 +90,51 @@ def test_healthz_and_metrics(cluster):
 
 
 def test_cluster_ip_reaches_every_endpoint_and_spreads(cluster):
-    from_pod = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 90)))
-    assert set(from_pod) == {P1.name, P2.name, P3.name}, from_pod  # PREROUTING path
-    assert min(from_pod.values()) >= 10, from_pod  # ~30 each; 10 is >4 sigma below
-    from_node = Counter(backends(connect(NODE1, "10.96.0.10", 80, 45)))  # OUTPUT path
-    assert set(from_node) == {P1.name, P2.name, P3.name}, from_node
+    checks.cluster_ip_reaches_every_endpoint_and_spreads()
 
 
 def test_udp_cluster_ip_spreads(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "dns",
-            service("dns", "10.96.0.11", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
-            m.endpoint_slice("dns", eps(P1, P2, P3), UDP_PORTS),
-        )
-    )
-    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.11", 53, 45, proto="udp")))
-    assert set(seen) == {P1.name, P2.name, P3.name}, seen
+    checks.udp_cluster_ip_spreads(cluster)
 
 
 def test_removing_an_endpoint_stops_traffic_within_one_sync(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "web",
-            service("web", "10.96.0.10", [{"name": "http", "port": 80}]),
-            m.endpoint_slice("web", eps(P1, P2), PORTS),
-        )
-    )
-    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 40)))
-    assert set(seen) == {P1.name, P2.name}, seen
+    checks.removing_an_endpoint_stops_traffic(cluster)
 
 
 def test_stale_udp_conntrack_entry_flushed(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "udp1",
-            service("udp1", "10.96.0.12", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
-            m.endpoint_slice("udp1", eps(P1), UDP_PORTS),
-        )
-    )
-    first = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
-    assert first == [P1.name] * 3
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "udp1",
-            service("udp1", "10.96.0.12", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
-            m.endpoint_slice("udp1", eps(P2), UDP_PORTS),
-        )
-    )
-    # Same 5-tuple: without the flush, conntrack would keep sending it to P1 (still running).
-    after = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
-    assert after == [P2.name] * 3
+    checks.stale_udp_conntrack_entry_flushed(cluster)
 
 
 def test_client_ip_affinity_sticks_then_spreads_when_off(cluster):
-    sticky = {
-        "sessionAffinity": "ClientIP",
-        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}},
-    }
-    slice_ = m.endpoint_slice("sticky", eps(P1, P2, P3), PORTS)
-    cluster.change_and_wait(
-        lambda: cluster.put("sticky", service("sticky", "10.96.0.13", **sticky), slice_)
-    )
-    answers = backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 15))
-    assert len(answers) == 15 and len(set(answers)) == 1, answers
-    cluster.change_and_wait(lambda: cluster.put("sticky", service("sticky", "10.96.0.13"), slice_))
-    spread = Counter(backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 45)))
-    assert len(spread) == 3, spread
+    checks.client_ip_affinity_sticks(cluster)
+    checks.affinity_off_spreads_again(cluster)
 
 
 def test_node_port_from_the_other_node(cluster):
-    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "np",
-            service("np", "10.96.0.14", ports, type="NodePort"),
-            m.endpoint_slice("np", eps(P1, P2, P3), PORTS),
-        )
-    )
-    answers = connect(NODE2, NODE1_IP, 30080, 45)
-    assert set(backends(answers)) == {P1.name, P2.name, P3.name}, answers
-    # Cluster policy: the source is masqueraded to node 1, so node 2's pod can answer back.
-    assert {a.split()[1] for a in answers} <= {NODE1_IP, "10.244.1.1"}, answers
+    checks.node_port_from_the_other_node(cluster)
 
 
 def test_local_external_policy_serves_only_local_endpoints_and_keeps_source(cluster):
-    ports = [{"name": "http", "port": 80, "nodePort": 30081}]
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "local",
-            service("local", "10.96.0.15", ports, type="NodePort", externalTrafficPolicy="Local"),
-            m.endpoint_slice("local", eps(P1, P3), PORTS),
-        )
-    )
-    answers = connect(NODE2, NODE1_IP, 30081, 20)
-    assert backends(answers) == [P1.name] * 20, answers
-    assert {a.split()[1] for a in answers} == {NODE2_IP}  # client address preserved
+    checks.local_external_policy_serves_only_local_endpoints_and_keeps_source(cluster)
 
 
 def test_local_internal_policy_serves_only_local_endpoints(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "ilocal",
-            service("ilocal", "10.96.0.16", internalTrafficPolicy="Local"),
-            m.endpoint_slice("ilocal", eps(P2, P3), PORTS),
-        )
-    )
-    assert backends(connect(CLIENT.ns, "10.96.0.16", net.TCP_PORT, 20)) == [P2.name] * 20
+    checks.local_internal_policy_serves_only_local_endpoints(cluster)
 
 
 def test_service_without_endpoints_rejects(cluster):
-    cluster.change_and_wait(lambda: cluster.put("empty", service("empty", "10.96.0.17")))
-    start = time.monotonic()
-    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
-    assert connect(NODE1, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
-    assert time.monotonic() - start < 5  # rejected at once, not timed out
-    # Only not-ready endpoints: still nothing to send to, still rejected.
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "empty",
-            service("empty", "10.96.0.17"),
-            m.endpoint_slice("empty", eps(P1, ready=False), PORTS),
-        )
-    )
-    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 2) == ["REFUSED"] * 2
+    checks.service_without_endpoints_rejects(cluster)  # REFUSED: rejected, not timed out
 
 
 def test_deleted_service_stops_answering_and_others_keep_working(cluster):
-    assert set(backends(connect(CLIENT.ns, "10.96.0.11", 53, 6, proto="udp"))) <= {
-        P1.name,
-        P2.name,
-        P3.name,
-    }
-    cluster.change_and_wait(lambda: cluster.remove("dns"))
-    gone = connect(CLIENT.ns, "10.96.0.11", 53, 2, proto="udp")
-    assert not set(backends(gone)) & {P1.name, P2.name, P3.name}, gone
+    checks.deleted_service_stops_answering(cluster)
     saved = net.in_ns(NODE1, tool(cluster.backend, "-save"), "-t", "nat").stdout
     assert "10.96.0.11" not in saved
-    assert set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20))) == {P1.name, P2.name}
+    checks.others_keep_working()
 
 
 def broken_then_back_after_one_sync(cluster, before: float) -> None:
-    """The service fails while no sync has run since the flush, and works after one."""
-    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
-    if cluster.syncs() == before:  # no sync yet: the flush really broke the service
-        assert broken[0].split()[0] not in (P1.name, P2.name), broken
-    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
-    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
-    assert seen == {P1.name, P2.name}
+    checks.broken_then_back_after_one_sync(cluster, before, SYNC_PERIOD)
 
 
 def test_flushed_rules_come_back_after_one_sync(cluster):

@@ -12,22 +12,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections import Counter
 
 import proxy_netns as net
 import pytest
+import service_checks as checks
 from proxy_netns import (
     CLIENT,
     KPYOPS,
     NODE1,
     NODE1_IP,
     NODE2,
-    NODE2_IP,
     P1,
     P2,
     P3,
     PORTS,
-    UDP_PORTS,
     Cluster,
     backends,
     connect,
@@ -119,70 +117,31 @@ def test_healthz_metrics_and_one_table_of_our_own(cluster):
 
 
 def test_cluster_ip_reaches_every_endpoint_and_spreads(cluster):
-    from_pod = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 90)))  # prerouting
-    assert set(from_pod) == {P1.name, P2.name, P3.name}, from_pod
-    assert min(from_pod.values()) >= 10, from_pod  # ~30 each; 10 is >4 sigma below
-    from_node = Counter(backends(connect(NODE1, "10.96.0.10", 80, 45)))  # output
-    assert set(from_node) == {P1.name, P2.name, P3.name}, from_node
+    checks.cluster_ip_reaches_every_endpoint_and_spreads()
+
 
 
 def test_udp_cluster_ip_spreads(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "dns",
-            service("dns", "10.96.0.11", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
-            m.endpoint_slice("dns", eps(P1, P2, P3), UDP_PORTS),
-        )
-    )
-    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.11", 53, 45, proto="udp")))
-    assert set(seen) == {P1.name, P2.name, P3.name}, seen
+    checks.udp_cluster_ip_spreads(cluster)
+
 
 
 def test_removing_an_endpoint_stops_traffic_and_removes_its_chain(cluster):
     p3_chain = next(c for c in our_chains() if c.startswith("endpoint-") and P3.ip in c
                     and "/web/" in c)  # fmt: skip
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "web",
-            service("web", "10.96.0.10", [{"name": "http", "port": 80}]),
-            m.endpoint_slice("web", eps(P1, P2), PORTS),
-        )
-    )
-    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 40)))
-    assert set(seen) == {P1.name, P2.name}, seen
+    checks.removing_an_endpoint_stops_traffic(cluster)
     # flushed at once, deleted by a sync at least a second later (the periodic one at most)
     net.wait_until(lambda: p3_chain not in our_chains(), timeout=3 * SYNC_PERIOD)
 
 
+
 def test_stale_udp_conntrack_entry_flushed(cluster):
-    dns = [{"name": "dns", "port": 53, "protocol": "UDP"}]
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "udp1", service("udp1", "10.96.0.12", dns), m.endpoint_slice("udp1", eps(P1), UDP_PORTS)
-        )
-    )
-    first = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
-    assert first == [P1.name] * 3
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "udp1", service("udp1", "10.96.0.12", dns), m.endpoint_slice("udp1", eps(P2), UDP_PORTS)
-        )
-    )
-    after = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
-    assert after == [P2.name] * 3
+    checks.stale_udp_conntrack_entry_flushed(cluster)
+
 
 
 def test_client_ip_affinity_sticks_then_spreads_when_off(cluster):
-    sticky = {
-        "sessionAffinity": "ClientIP",
-        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}},
-    }
-    slice_ = m.endpoint_slice("sticky", eps(P1, P2, P3), PORTS)
-    cluster.change_and_wait(
-        lambda: cluster.put("sticky", service("sticky", "10.96.0.13", **sticky), slice_)
-    )
-    answers = backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 15))
-    assert len(answers) == 15 and len(set(answers)) == 1, answers
+    stuck = checks.client_ip_affinity_sticks(cluster)
     # The affinity sets are nftables sets with a timeout: one holds the client now.
     sets = nft("list", "sets", "table", "ip", TABLE).stdout
     assert "timeout 5m" in sets and CLIENT.ip in sets
@@ -191,103 +150,52 @@ def test_client_ip_affinity_sticks_then_spreads_when_off(cluster):
     nft("flush", "chain", "ip", TABLE, "nat-output")  # the canary check forces a full sync
     net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
     again = backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 5))
-    assert again == [answers[0]] * 5, again
-    cluster.change_and_wait(lambda: cluster.put("sticky", service("sticky", "10.96.0.13"), slice_))
-    spread = Counter(backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 45)))
-    assert len(spread) == 3, spread
+    assert again == [stuck] * 5, again
+    checks.affinity_off_spreads_again(cluster)
     assert "affinity-" not in nft("list", "sets", "table", "ip", TABLE).stdout
 
 
+
 def test_node_port_from_the_other_node(cluster):
-    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "np",
-            service("np", "10.96.0.14", ports, type="NodePort"),
-            m.endpoint_slice("np", eps(P1, P2, P3), PORTS),
-        )
-    )
-    answers = connect(NODE2, NODE1_IP, 30080, 45)
-    assert set(backends(answers)) == {P1.name, P2.name, P3.name}, answers
-    # Cluster policy: the source is masqueraded to node 1, so node 2's pod can answer back.
-    assert {a.split()[1] for a in answers} <= {NODE1_IP, "10.244.1.1"}, answers
+    checks.node_port_from_the_other_node(cluster)
+
 
 
 def test_local_external_policy_serves_only_local_endpoints_and_keeps_source(cluster):
-    ports = [{"name": "http", "port": 80, "nodePort": 30081}]
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "local",
-            service("local", "10.96.0.15", ports, type="NodePort", externalTrafficPolicy="Local"),
-            m.endpoint_slice("local", eps(P1, P3), PORTS),
-        )
-    )
-    answers = connect(NODE2, NODE1_IP, 30081, 20)
-    assert backends(answers) == [P1.name] * 20, answers
-    assert {a.split()[1] for a in answers} == {NODE2_IP}  # client address preserved
+    checks.local_external_policy_serves_only_local_endpoints_and_keeps_source(cluster)
     # Pods short-circuit: from a pod on node 1, the NodePort reaches every endpoint.
     from_pod = set(backends(connect(CLIENT.ns, NODE1_IP, 30081, 30)))
     assert from_pod == {P1.name, P3.name}, from_pod
     # No local endpoint left: external traffic is dropped (not rejected), pods still served.
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "local",
-            service("local", "10.96.0.15", ports, type="NodePort", externalTrafficPolicy="Local"),
-            m.endpoint_slice("local", eps(P3), PORTS),
-        )
-    )
+    cluster.change_and_wait(lambda: cluster.put("local", *checks.local_service(P3)))
     assert connect(NODE2, NODE1_IP, 30081, 1) == ["TIMEOUT"]
     assert backends(connect(CLIENT.ns, "10.96.0.15", 80, 3)) == [P3.name] * 3
 
 
+
 def test_local_internal_policy_serves_only_local_endpoints(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "ilocal",
-            service("ilocal", "10.96.0.16", internalTrafficPolicy="Local"),
-            m.endpoint_slice("ilocal", eps(P2, P3), PORTS),
-        )
-    )
-    assert backends(connect(CLIENT.ns, "10.96.0.16", net.TCP_PORT, 20)) == [P2.name] * 20
+    checks.local_internal_policy_serves_only_local_endpoints(cluster)
+
 
 
 def test_service_without_endpoints_rejects(cluster):
-    cluster.change_and_wait(lambda: cluster.put("empty", service("empty", "10.96.0.17")))
-    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
-    assert connect(NODE1, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
-    # Only not-ready endpoints: still nothing to send to, still rejected.
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "empty",
-            service("empty", "10.96.0.17"),
-            m.endpoint_slice("empty", eps(P1, ready=False), PORTS),
-        )
-    )
-    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 2) == ["REFUSED"] * 2
+    checks.service_without_endpoints_rejects(cluster)
     # A port no service has, on a ClusterIP: rejected too (cluster-ips).
     assert connect(CLIENT.ns, "10.96.0.10", 81, 1) == ["REFUSED"]
 
 
+
 def test_deleted_service_stops_answering_and_others_keep_working(cluster):
-    assert set(backends(connect(CLIENT.ns, "10.96.0.11", 53, 6, proto="udp"))) <= {
-        P1.name, P2.name, P3.name
-    }  # fmt: skip
-    cluster.change_and_wait(lambda: cluster.remove("dns"))
-    gone = connect(CLIENT.ns, "10.96.0.11", 53, 2, proto="udp")
-    assert not set(backends(gone)) & {P1.name, P2.name, P3.name}, gone
+    checks.deleted_service_stops_answering(cluster)
     assert not any(k.startswith("10.96.0.11 ") for k in map_keys("service-ips"))
     assert "10.96.0.11" not in nft("list", "set", "ip", TABLE, "cluster-ips").stdout
-    assert set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20))) == {P1.name, P2.name}
+    checks.others_keep_working()
+
 
 
 def broken_then_back_after_one_sync(cluster, before: float) -> None:
-    """The service fails while no sync has run since the damage, and works after one."""
-    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
-    if cluster.syncs() == before:  # no sync yet: the damage really broke the service
-        assert broken[0].split()[0] not in (P1.name, P2.name), broken
-    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
-    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
-    assert seen == {P1.name, P2.name}
+    checks.broken_then_back_after_one_sync(cluster, before, SYNC_PERIOD)
+
 
 
 def test_a_deleted_table_comes_back_after_one_sync(cluster):
