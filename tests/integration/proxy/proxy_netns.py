@@ -16,6 +16,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -334,3 +336,32 @@ def proxy_config(path: Path, mode: str, sync_period: float, **extra) -> Path:
         )
     )
     return path
+
+
+@contextmanager
+def running_proxy(
+    folder: Path, mode: str, sync_period: float, prepare: Callable[[Cluster], None], *args: str
+) -> Iterator[Cluster]:
+    """The namespaces and pod servers, ``prepare(cluster)`` (rules node 1 has before the
+    proxy: they must survive it), the "web" service (10.96.0.10:80 -> P1, P2, P3), then the
+    proxy in node 1 in ``mode`` (with ``args``); everything torn down at exit."""
+    config = proxy_config(folder.parent / "kube-proxy.yaml", mode, sync_period)
+    create()
+    servers = []
+    c = Cluster(folder)
+    try:
+        servers = start_servers()
+        prepare(c)
+        c.put(
+            "web",
+            service("web", "10.96.0.10", [{"name": "http", "port": 80, "targetPort": 8080}]),
+            m.endpoint_slice("web", eps(*BACKENDS), PORTS, trigger_time=now_rfc3339()),
+        )
+        c.start_proxy(config, *args)
+        yield c
+    finally:
+        c.stop_proxy()
+        for s in servers:
+            s.kill()
+            s.wait()
+        destroy()

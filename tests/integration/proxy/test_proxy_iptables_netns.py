@@ -13,9 +13,7 @@ import subprocess
 import proxy_netns as net
 import pytest
 import service_checks as checks
-from proxy_netns import KPYOPS, NODE1, P1, P2, P3, PORTS, Cluster, eps, now_rfc3339, service
-
-from kpyops.proxy import manifests as m
+from proxy_netns import KPYOPS, NODE1
 
 pytestmark = [
     pytest.mark.integration,
@@ -49,35 +47,22 @@ def tool(backend: str, suffix: str = "") -> str:
 @pytest.fixture(scope="module", params=["system", "legacy"])
 def cluster(request, tmp_path_factory):
     backend = request.param
-    folder = tmp_path_factory.mktemp("services")
-    config = net.proxy_config(folder.parent / "kube-proxy.yaml", "iptables", SYNC_PERIOD)
-    net.create()
-    servers = []
-    c = Cluster(folder)
-    try:
-        servers = net.start_servers()
+
+    def prepare(c: net.Cluster) -> None:
         subprocess.run(
             ["ip", "netns", "exec", NODE1, tool(backend, "-restore"), "--noflush"],
             input=PRE_EXISTING,
             text=True,
             check=True,
         )
-        before = net.in_ns(NODE1, tool(backend, "-save")).stdout
         c.backend = backend
-        c.iptables_before = before
-        c.put(
-            "web",
-            service("web", "10.96.0.10", [{"name": "http", "port": 80, "targetPort": 8080}]),
-            m.endpoint_slice("web", eps(P1, P2, P3), PORTS, trigger_time=now_rfc3339()),
-        )
-        c.start_proxy(config, "--iptables-backend", backend)
+        c.iptables_before = net.in_ns(NODE1, tool(backend, "-save")).stdout
+
+    folder = tmp_path_factory.mktemp("services")
+    with net.running_proxy(
+        folder, "iptables", SYNC_PERIOD, prepare, "--iptables-backend", backend
+    ) as c:
         yield c
-    finally:
-        c.stop_proxy()
-        for s in servers:
-            s.kill()
-            s.wait()
-        net.destroy()
 
 
 def test_healthz_and_metrics(cluster):

@@ -23,18 +23,10 @@ from proxy_netns import (
     NODE1_IP,
     NODE2,
     P1,
-    P2,
     P3,
-    PORTS,
-    Cluster,
     backends,
     connect,
-    eps,
-    now_rfc3339,
-    service,
 )
-
-from kpyops.proxy import manifests as m
 
 pytestmark = [
     pytest.mark.integration,
@@ -78,32 +70,17 @@ def map_keys(name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("services")
-    config = net.proxy_config(folder.parent / "kube-proxy.yaml", "nftables", SYNC_PERIOD)
-    net.create()
-    servers = []
-    c = Cluster(folder)
-    try:
-        servers = net.start_servers()
+    def prepare(c: net.Cluster) -> None:
         subprocess.run(
             ["ip", "netns", "exec", NODE1, "nft", "-f", "-"], input=PRE_EXISTING, text=True,
             check=True,
         )  # fmt: skip
         c.ruleset_before = nft("list", "ruleset").stdout
         c.iptables_before = net.in_ns(NODE1, "iptables-save").stdout
-        c.put(
-            "web",
-            service("web", "10.96.0.10", [{"name": "http", "port": 80, "targetPort": 8080}]),
-            m.endpoint_slice("web", eps(P1, P2, P3), PORTS, trigger_time=now_rfc3339()),
-        )
-        c.start_proxy(config)
+
+    folder = tmp_path_factory.mktemp("services")
+    with net.running_proxy(folder, "nftables", SYNC_PERIOD, prepare) as c:
         yield c
-    finally:
-        c.stop_proxy()
-        for s in servers:
-            s.kill()
-            s.wait()
-        net.destroy()
 
 
 def test_healthz_metrics_and_one_table_of_our_own(cluster):
