@@ -2,7 +2,9 @@
 
 Unknown keys are refused, at any depth, with an error that names the field path; the
 accepted fields are those of upstream v1alpha1 (:mod:`kpyops.proxy.config_fields`). Defaults
-are kube-proxy's, except ``mode``, which defaults to ``ipvs`` here.
+are kube-proxy's, except ``mode``, which defaults to ``nftables`` here (kube-proxy: iptables),
+and ``nodePortAddresses``, which means every local address in every mode (kube-proxy's
+nftables mode defaults to ``primary``; kpyops keeps one behaviour for all modes).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from kpyops.proxy import config_fields
 
 # The one registry of what the proxy can do: the spec, the CLI, the IPVS dataplane and
 # (held equal by tests/unit/proxy/test_proxy_registry.py) the kpyops_proxy role read it.
-DEFAULT_MODE = "ipvs"
-SUPPORTED_MODES = ("iptables", "ipvs")
+# nftables is kube-proxy's recommended mode (GA in 1.33); IPVS is deprecated upstream
+# (KEP-5495) and kept here for clusters that use it.
+DEFAULT_MODE = "nftables"
+SUPPORTED_MODES = ("nftables", "iptables", "ipvs")
 # The kernel's IPVS schedulers (ip_vs_<name> modules) kube-proxy accepts
 IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh")
 
@@ -91,6 +95,14 @@ class IptablesConfig:
 
 
 @dataclass(frozen=True)
+class NftablesConfig:
+    masquerade_bit: int = 14
+    masquerade_all: bool = False
+    sync_period: float = 30.0
+    min_sync_period: float = 1.0
+
+
+@dataclass(frozen=True)
 class IpvsConfig:
     scheduler: str = "rr"
     sync_period: float = 30.0
@@ -127,6 +139,7 @@ class ProxyConfig:
     kubeconfig: str = ""
     config_sync_period: float = 900.0
     iptables: IptablesConfig = field(default_factory=IptablesConfig)
+    nftables: NftablesConfig = field(default_factory=NftablesConfig)
     ipvs: IpvsConfig = field(default_factory=IpvsConfig)
     conntrack: ConntrackConfig = field(default_factory=ConntrackConfig)
     # Not from the file: this node's topology zone, from its Node object or --node-zone.
@@ -134,7 +147,7 @@ class ProxyConfig:
 
     def _mode_settings(self):
         """The settings block of the active mode (each supported mode has its own)."""
-        return {"iptables": self.iptables, "ipvs": self.ipvs}[self.mode]
+        return {"iptables": self.iptables, "nftables": self.nftables, "ipvs": self.ipvs}[self.mode]
 
     @property
     def sync_period(self) -> float:
@@ -171,15 +184,29 @@ def _duration(data: dict, key: str, path: str, default: float) -> float:
     return default if data.get(key) is None else parse_duration(data[key], path + key)
 
 
-def _iptables(data: dict) -> IptablesConfig:
-    d, p = IptablesConfig(), "iptables."
-    bit = _get(data, "masqueradeBit", int, p, d.masquerade_bit)
+def _masquerade_bit(data: dict, p: str, default: int) -> int:
+    bit = _get(data, "masqueradeBit", int, p, default)
     if not 0 <= bit <= 31:
         raise ConfigError(p + "masqueradeBit", f"must be in 0..31, got {bit}")
+    return bit
+
+
+def _iptables(data: dict) -> IptablesConfig:
+    d, p = IptablesConfig(), "iptables."
     return IptablesConfig(
-        masquerade_bit=bit,
+        masquerade_bit=_masquerade_bit(data, p, d.masquerade_bit),
         masquerade_all=_get(data, "masqueradeAll", bool, p, d.masquerade_all),
         localhost_node_ports=_get(data, "localhostNodePorts", bool, p, d.localhost_node_ports),
+        sync_period=_duration(data, "syncPeriod", p, d.sync_period),
+        min_sync_period=_duration(data, "minSyncPeriod", p, d.min_sync_period),
+    )
+
+
+def _nftables(data: dict) -> NftablesConfig:
+    d, p = NftablesConfig(), "nftables."
+    return NftablesConfig(
+        masquerade_bit=_masquerade_bit(data, p, d.masquerade_bit),
+        masquerade_all=_get(data, "masqueradeAll", bool, p, d.masquerade_all),
         sync_period=_duration(data, "syncPeriod", p, d.sync_period),
         min_sync_period=_duration(data, "minSyncPeriod", p, d.min_sync_period),
     )
@@ -256,7 +283,8 @@ def config_from_dict(data: dict) -> ProxyConfig:
         raise ConfigError("mode", f"unknown mode {mode!r}")
     if mode not in SUPPORTED_MODES:
         raise ConfigError(
-            "mode", f"mode {mode!r} is not supported by kpyops (use ipvs or iptables)"
+            "mode",
+            f"mode {mode!r} is not supported by kpyops (use one of {', '.join(SUPPORTED_MODES)})",
         )
     d = ProxyConfig(mode=mode)
     client = data.get("clientConnection") or {}
@@ -273,6 +301,7 @@ def config_from_dict(data: dict) -> ProxyConfig:
         kubeconfig=_get(client, "kubeconfig", str, "clientConnection.", ""),
         config_sync_period=_duration(data, "configSyncPeriod", "", d.config_sync_period),
         iptables=_iptables(data.get("iptables") or {}),
+        nftables=_nftables(data.get("nftables") or {}),
         ipvs=_ipvs(data.get("ipvs") or {}),
         conntrack=_conntrack(data.get("conntrack") or {}),
     )

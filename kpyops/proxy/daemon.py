@@ -10,21 +10,22 @@ from pathlib import Path
 
 from kpyops.proxy.config import ProxyConfig
 from kpyops.proxy.conntrack import ConntrackCleaner
-from kpyops.proxy.dataplane import Dataplane
+from kpyops.proxy.dataplane import Dataplane, DataplaneError
 from kpyops.proxy.dualstack import DualStackDataplane
 from kpyops.proxy.health import ProxierHealth
 from kpyops.proxy.iptables import IptablesDataplane
 from kpyops.proxy.iptables.commands import IptablesCommands
-from kpyops.proxy.iptables.rules import RuleOptions
 from kpyops.proxy.localnet import DEFAULT_STATE_DIR, enable_route_localnet, restore_route_localnet
 from kpyops.proxy.metrics import ProxyMetrics
 from kpyops.proxy.model import ip_family
+from kpyops.proxy.nftables import NftablesDataplane
 from kpyops.proxy.node import (
     NodeInfo,
     fetch_node_info,
     resolve_node_port_addresses,
     with_bind_address,
 )
+from kpyops.proxy.options import RuleOptions
 from kpyops.proxy.proxier import Proxier
 from kpyops.proxy.servers import serve_healthz, serve_metrics
 from kpyops.proxy.service_health import ServiceHealthServers
@@ -70,23 +71,33 @@ def health_check_addresses(config: ProxyConfig) -> list[str]:
     ]
 
 
+def rule_options(config: ProxyConfig, family: int) -> RuleOptions:
+    """The rule-based modes' node-wide options (iptables and nftables: each mode has its own
+    masquerade settings; localhost NodePorts are an iptables-mode feature only)."""
+    mode = config.nftables if config.mode == "nftables" else config.iptables
+    return RuleOptions(
+        family=family,
+        masquerade_bit=mode.masquerade_bit,
+        masquerade_all=mode.masquerade_all,
+        cluster_cidrs=tuple(c for c in config.cluster_cidrs if ip_family(c) == family),
+        node_port_cidrs=_node_port_cidrs(config, family),
+        localhost_node_ports=config.mode != "nftables" and config.iptables.localhost_node_ports,
+        tcp_be_liberal=config.conntrack.tcp_be_liberal,
+        zone=config.node_zone,
+        node_name=config.hostname,
+    )
+
+
 def iptables_dataplane(
     config: ProxyConfig, family: int, backend: str = "system"
 ) -> IptablesDataplane:
-    return IptablesDataplane(
-        RuleOptions(
-            family=family,
-            masquerade_bit=config.iptables.masquerade_bit,
-            masquerade_all=config.iptables.masquerade_all,
-            cluster_cidrs=tuple(c for c in config.cluster_cidrs if ip_family(c) == family),
-            node_port_cidrs=_node_port_cidrs(config, family),
-            localhost_node_ports=config.iptables.localhost_node_ports,
-            tcp_be_liberal=config.conntrack.tcp_be_liberal,
-            zone=config.node_zone,
-            node_name=config.hostname,
-        ),
-        IptablesCommands(family, backend),
-    )
+    return IptablesDataplane(rule_options(config, family), IptablesCommands(family, backend))
+
+
+def nftables_dataplane(config: ProxyConfig, family: int) -> NftablesDataplane:
+    """nftables mode: no localhost NodePorts (as kube-proxy's nftables mode), so no
+    route_localnet."""
+    return NftablesDataplane(rule_options(config, family))
 
 
 def localhost_node_ports(config: ProxyConfig) -> bool:
@@ -110,6 +121,8 @@ def build_dataplane(
         planes: list[Dataplane] = [
             IpvsDataplane.for_node(config, f) for f in proxy_families(config)
         ]
+    elif config.mode == "nftables":
+        planes = [nftables_dataplane(config, f) for f in proxy_families(config)]
     else:
         planes = [iptables_dataplane(config, f, iptables_backend) for f in proxy_families(config)]
         if localhost_node_ports(config):
@@ -120,10 +133,16 @@ def build_dataplane(
 def cleanup_all(
     config: ProxyConfig, iptables_backend: str = "system", state_dir: Path = DEFAULT_STATE_DIR
 ) -> None:
-    """``--cleanup``: remove what every mode creates (iptables mode, and IPVS where possible),
-    and put back route_localnet if the proxy changed it."""
+    """``--cleanup``: remove what every mode creates (iptables mode, the nftables tables of
+    both families, and IPVS where possible), and put back route_localnet if the proxy
+    changed it."""
     for family in proxy_families(config):
         iptables_dataplane(config, family, iptables_backend).cleanup()
+    try:
+        for family in (4, 6):
+            nftables_dataplane(config, family).cleanup()
+    except DataplaneError as err:  # no nft on this node: nothing of it to clean
+        log.info("nftables cleanup skipped: %s", err)
     try:
         from kpyops.proxy.ipvs import IpvsDataplane
 

@@ -30,7 +30,7 @@ def test_minimal_spec_completes_every_default():
     assert [h.name for h in s.node_groups[0].hosts] == ["t-node-1", "t-node-2"]
     assert s.etcd.members == 1
     assert s.dns.cluster_dns == ipaddress.IPv4Address("10.96.0.10")
-    assert s.kube_proxy.mode == "iptables" and s.kube_proxy.scheduler == "rr"  # local default
+    assert s.kube_proxy.mode == "nftables" and s.kube_proxy.scheduler == "rr"  # the default
     assert s.kubelet.cpu_manager_policy == "none"
     assert s.node_groups[0].kubelet.eviction_hard["memory.available"] == "100Mi"
     assert set(s.artifacts.items) == {"etcd", "kubelet", "kubectl", "containerd", "runc", "cni-plugins"}
@@ -71,7 +71,7 @@ def test_node_group_kubelet_override_is_merged():
         ({"controlPlane": {"count": 2}}, "spec.controlPlane.count", "1, 3 or 5"),
         ({"dns": {"autopath": True}}, "spec.dns", "pods: verified"),
         ({"dns": {"clusterDNS": "10.200.0.10"}}, "spec.dns.clusterDNS", "outside serviceCIDR"),
-        ({"kubeProxy": {"mode": "userspace"}}, "spec.kubeProxy.mode", "'iptables' or 'ipvs'"),
+        ({"kubeProxy": {"mode": "userspace"}}, "spec.kubeProxy.mode", "'nftables', 'iptables' or 'ipvs'"),
         ({"bogus": 1}, "spec.bogus", "unknown field"),
         ({"artifacts": {"items": {"etcd": {"version": "3.5.0"}}}}, "spec.artifacts.items.etcd.version",
          "but spec.etcd.version is"),
@@ -120,4 +120,6 @@ def test_proxy_mode_defaults_per_cloud_and_explicit_choice_wins():
     assert complete(parse(spec(kubeProxy={"mode": "ipvs"}))).spec.kube_proxy.mode == "ipvs"
     metal = spec(cloud="baremetal", controlPlane={"hosts": [{"name": "a", "address": "192.0.2.1"}]},
                  nodeGroups=[{"name": "n", "count": 0}])
-    assert complete(parse(metal)).spec.kube_proxy.mode == "ipvs"
+    assert complete(parse(metal)).spec.kube_proxy.mode == "nftables"  # upstream's recommended
+    assert complete(parse(spec())).spec.kube_proxy.mode == "nftables"
+    assert complete(parse(spec(kubeProxy={"mode": "iptables"}))).spec.kube_proxy.mode == "iptables"

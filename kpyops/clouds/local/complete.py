@@ -88,8 +88,6 @@ def complete_local(cluster: Cluster, wanted: int) -> Iterator[ipaddress.IPv4Addr
     # ... and kpyops leaves that shared kernel's own tunables alone.
     if s.kubelet.protect_kernel_defaults is None:
         s.kubelet.protect_kernel_defaults = False
-    # Local machines share this machine's kernel, which a container cannot load IPVS into:
-    # the proxy runs in iptables mode unless the spec asks otherwise.
-    if "mode" not in s.kube_proxy.model_fields_set:
-        s.kube_proxy.mode = "iptables"
+    # Local machines share this machine's kernel, which a container cannot load IPVS into;
+    # the default proxy mode (nftables) needs only nf_tables, which it has.
     return (s.local.subnet.network_address + i for i in free)

@@ -9,38 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kpyops.proxy.categorize import categorize_endpoints
 from kpyops.proxy.iptables import chains as c
 from kpyops.proxy.model import Endpoint, ServicePort
+from kpyops.proxy.options import RuleOptions
+from kpyops.proxy.policy import REJECT, service_policy
 
-
-@dataclass(frozen=True)
-class RuleOptions:
-    """Node-wide settings that shape every service's rules."""
-
-    family: int = 4
-    masquerade_bit: int = 14
-    masquerade_all: bool = False
-    cluster_cidrs: tuple[str, ...] = ()  # pod CIDRs of this family: the local-traffic detector
-    node_port_cidrs: tuple[str, ...] = ()  # empty: NodePorts on every local address
-    localhost_node_ports: bool = True
-    tcp_be_liberal: bool = False
-    comments: bool = True  # per-endpoint comments (kube-proxy drops them past 1,000 endpoints)
-    zone: str = ""  # this node's topology zone (zone hints); "" if unknown
-    node_name: str = ""  # this node's name (node hints); "" if unknown
-
-    @property
-    def mark(self) -> str:
-        return hex(1 << self.masquerade_bit)
-
-    @property
-    def host_suffix(self) -> str:
-        return "/32" if self.family == 4 else "/128"
-
-    @property
-    def reject(self) -> str:
-        kind = "icmp-port-unreachable" if self.family == 4 else "icmp6-port-unreachable"
-        return f"REJECT --reject-with {kind}"
+__all__ = ["RuleOptions", "ServiceRules", "fixed_rules", "node_ports_jump", "service_rules"]
 
 
 @dataclass
@@ -61,51 +35,35 @@ def _q(text: str) -> str:
     return f'"{text}"'
 
 
-def _of_family(addresses: tuple[str, ...], family: int) -> list[str]:
-    return [a for a in addresses if (":" in a) == (family == 6)]
-
-
 def service_rules(
     svc: ServicePort, endpoints: tuple[Endpoint, ...], opts: RuleOptions
 ) -> ServiceRules | None:
     """The rules of ``svc``, or None if it has no ClusterIP of this family."""
-    vip = svc.cluster_ip(opts.family)
-    if vip is None:
+    pol = service_policy(svc, endpoints, opts)
+    if pol is None:
         return None
     out = ServiceRules()
     name = str(svc.name)
     proto = svc.protocol.lower()
     match = f"-p {proto} -m {proto} --dport {svc.port}"
-    eps = tuple(ep for ep in endpoints if ep.family == opts.family)
-    cat = categorize_endpoints(svc, eps, opts.zone, opts.node_name)
+    vip, cat = pol.vip, pol.cat
 
     cluster_chain = c.service_chain(c.SVC_PREFIX, svc.name)
     local_chain = c.service_chain(c.SVL_PREFIX, svc.name)
     ext_chain = c.service_chain(c.EXT_PREFIX, svc.name)
     fw_chain = c.service_chain(c.FW_PREFIX, svc.name)
-    uses_cluster_chain = bool(cat.cluster)
-    uses_local_chain = bool(cat.local)
-
-    has_endpoints = bool(cat.all_reachable)
-    internal_chain, has_internal = cluster_chain, has_endpoints
-    if svc.internal_policy_local:
-        internal_chain, has_internal = local_chain, bool(cat.local)
-    external_policy_chain, has_external = cluster_chain, has_endpoints
-    if svc.external_policy_local:
-        external_policy_chain, has_external = local_chain, bool(cat.local)
-    uses_ext_chain = has_endpoints and svc.has_external_addresses
-    lb_ips = _of_family(svc.load_balancer_ips, opts.family)
-    ext_ips = _of_family(svc.external_ips, opts.family)
-    uses_fw_chain = has_endpoints and bool(lb_ips) and bool(svc.load_balancer_source_ranges)
+    internal_chain = local_chain if pol.internal_local else cluster_chain
+    external_policy_chain = local_chain if pol.external_local else cluster_chain
+    has_endpoints, has_internal, has_external = (
+        pol.has_endpoints, pol.has_internal, pol.has_external
+    )
+    uses_ext_chain, uses_fw_chain = pol.uses_external, pol.uses_firewall
+    lb_ips, ext_ips = pol.lb_ips, pol.external_ips
     lb_chain = fw_chain if uses_fw_chain else ext_chain
-
-    if not has_endpoints:
-        internal_filter = external_filter = opts.reject
-        why = "has no endpoints"
-    else:
-        internal_filter = "" if has_internal else "DROP"
-        external_filter = "" if has_external else "DROP"
-        why = "has no local endpoints"
+    verdicts = {REJECT: _reject(opts.family), "drop": "DROP", "": ""}
+    internal_filter = verdicts[pol.internal_filter]
+    external_filter = verdicts[pol.external_filter]
+    why = "has no endpoints" if not has_endpoints else "has no local endpoints"
     h = opts.host_suffix
 
     # ClusterIP.
@@ -192,13 +150,13 @@ def service_rules(
             rules.append(f"-A {ext_chain} -j {external_policy_chain}")
     if uses_fw_chain:
         rules = ch.setdefault(fw_chain, [])
-        for cidr in _of_family(svc.load_balancer_source_ranges, opts.family):
+        for cidr in pol.source_ranges:
             rules.append(
                 f"-A {fw_chain} -s {cidr} -m comment --comment {_q(name + ' loadbalancer IP')} -j {ext_chain}"
             )
-    if uses_cluster_chain:
+    if pol.uses_cluster:
         _spread(ch.setdefault(cluster_chain, []), cluster_chain, svc, cat.cluster, opts)
-    if uses_local_chain:
+    if pol.uses_local:
         _spread(ch.setdefault(local_chain, []), local_chain, svc, cat.local, opts)
     for ep in cat.all_reachable:
         sep = c.endpoint_chain(svc.name, ep)
@@ -214,6 +172,11 @@ def service_rules(
         ]
     out.endpoints = len(cat.all_reachable)
     return out
+
+
+def _reject(family: int) -> str:
+    kind = "icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"
+    return f"REJECT --reject-with {kind}"
 
 
 def _full_mask(family: int) -> str:

@@ -127,5 +127,5 @@ def require_ipvs(scheduler: str = "rr", netns: str | None = None) -> None:
         lines = "\n".join(f"  - {p}" for p in support.problems)
         raise IpvsUnavailable(
             f"IPVS mode cannot run on this node:\n{lines}\n"
-            "Fix the above, or set mode: iptables in the KubeProxyConfiguration."
+            "Fix the above, or set mode: nftables (or iptables) in the KubeProxyConfiguration."
         )

@@ -118,7 +118,7 @@ def test_plan_and_apply_agree(cluster):
     proxy_mode = yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml", "--full").stdout
                                 )["spec"]["kubeProxy"]["mode"]
     if IPVS.exists() or proxy_mode == "ipvs":
-        other_mode = {"ipvs": "iptables", "iptables": "ipvs"}[proxy_mode]
+        other_mode = {"ipvs": "iptables", "iptables": "ipvs", "nftables": "ipvs"}[proxy_mode]
         proxy = (f"the proxy mode ({proxy_mode} -> {other_mode})",
                  lambda s: s.setdefault("kubeProxy", {}).update(mode=other_mode),
                  {cp: {"/etc/modules-load.d/kpyops.conf", PROXY_CONFIG},

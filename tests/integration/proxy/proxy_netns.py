@@ -16,7 +16,15 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from kpyops.proxy import manifests as m
 
 NODE1, NODE2 = "kpa-pxn1", "kpa-pxn2"
 NODE1_IP, NODE2_IP = "192.168.77.1", "192.168.77.2"
@@ -228,3 +236,132 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+KPYOPS = str(Path(sys.executable).parent / "kpyops")
+PORTS = [{"name": "http", "port": TCP_PORT, "protocol": "TCP"}]
+UDP_PORTS = [{"name": "dns", "port": UDP_PORT, "protocol": "UDP"}]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def eps(*pods: Pod, ready: bool = True) -> list[dict]:
+    return [m.endpoint(p.ip, node=NODE_NAMES[p.node], ready=ready) for p in pods]
+
+
+def service(name: str, ip: str, ports=PORTS, **spec) -> dict:
+    return m.service(name, ip, ports, **spec)
+
+
+class ServicesFolder:
+    """The folder a proxy reads Services and EndpointSlices from (``--services-dir``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def put(self, name: str, *objects: dict) -> None:
+        """Write one file atomically (the proxy must never see half of it)."""
+        tmp = self.folder / f".{name}.tmp"
+        tmp.write_text(yaml.safe_dump_all(objects))
+        tmp.rename(self.folder / f"{name}.yaml")
+
+    def remove(self, name: str) -> None:
+        (self.folder / f"{name}.yaml").unlink()
+
+
+class Cluster(ServicesFolder):
+    """The services folder the proxy in node 1 reads, and ways to wait for it to sync."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.proxy: subprocess.Popen | None = None
+
+    def syncs(self) -> float:
+        return metric(NODE1, "kubeproxy_sync_proxy_rules_duration_seconds_count") or 0
+
+    def change_and_wait(self, change) -> None:
+        """Make a change, then wait for the sync that applied it (and no longer)."""
+        before = time.time()
+        change()
+
+        def applied():
+            queued = metric(NODE1, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") or 0
+            synced = metric(NODE1, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") or 0
+            return queued >= before and synced >= queued
+
+        wait_until(applied, timeout=10)
+
+    def start_proxy(self, config: Path, *args: str) -> None:
+        """Run ``kpyops proxy`` in node 1 on this folder; return once it has synced."""
+        self.config = config
+        self.log_path = self.folder.parent / "proxy.log"
+        log = open(self.log_path, "w")  # noqa: SIM115
+        self.proxy = subprocess.Popen(
+            ["ip", "netns", "exec", NODE1, KPYOPS, "proxy", "--config", str(config),
+             "--services-dir", str(self.folder), "--poll-interval", "0.1", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_until(self._up, timeout=15)
+
+    def _up(self) -> bool:
+        try:
+            return self.syncs() >= 1
+        except (subprocess.CalledProcessError, ValueError):
+            return False
+
+    def stop_proxy(self) -> None:
+        if self.proxy is not None and self.proxy.poll() is None:
+            self.proxy.terminate()
+            self.proxy.wait(10)
+
+
+def proxy_config(path: Path, mode: str, sync_period: float, **extra) -> Path:
+    """A KubeProxyConfiguration for node 1 (pod CIDR 10.244.0.0/16, local metrics)."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+                "kind": "KubeProxyConfiguration",
+                "mode": mode,
+                "hostnameOverride": "node1",
+                "clusterCIDR": "10.244.0.0/16",
+                "healthzBindAddress": "127.0.0.1:10256",
+                "metricsBindAddress": "127.0.0.1:10249",
+                mode: {"syncPeriod": f"{sync_period}s", "minSyncPeriod": "100ms"},
+                **extra,
+            }
+        )
+    )
+    return path
+
+
+@contextmanager
+def running_proxy(
+    folder: Path, mode: str, sync_period: float, prepare: Callable[[Cluster], None], *args: str
+) -> Iterator[Cluster]:
+    """The namespaces and pod servers, ``prepare(cluster)`` (rules node 1 has before the
+    proxy: they must survive it), the "web" service (10.96.0.10:80 -> P1, P2, P3), then the
+    proxy in node 1 in ``mode`` (with ``args``); everything torn down at exit."""
+    config = proxy_config(folder.parent / "kube-proxy.yaml", mode, sync_period)
+    create()
+    servers = []
+    c = Cluster(folder)
+    try:
+        servers = start_servers()
+        prepare(c)
+        c.put(
+            "web",
+            service("web", "10.96.0.10", [{"name": "http", "port": 80, "targetPort": 8080}]),
+            m.endpoint_slice("web", eps(*BACKENDS), PORTS, trigger_time=now_rfc3339()),
+        )
+        c.start_proxy(config, *args)
+        yield c
+    finally:
+        c.stop_proxy()
+        for s in servers:
+            s.kill()
+            s.wait()
+        destroy()

@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
-from collections import Counter
-from datetime import UTC, datetime
-from pathlib import Path
 
 import proxy_netns as net
 import pytest
-import yaml
-from proxy_netns import CLIENT, NODE1, NODE1_IP, NODE2, NODE2_IP, P1, P2, P3, backends, connect
-
-from kpyops.proxy import manifests as m
+import service_checks as checks
+from proxy_netns import KPYOPS, NODE1
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-KPYOPS = str(Path(sys.executable).parent / "kpyops")
 SYNC_PERIOD = 2.0
-PORTS = [{"name": "http", "port": net.TCP_PORT, "protocol": "TCP"}]
-UDP_PORTS = [{"name": "dns", "port": net.UDP_PORT, "protocol": "UDP"}]
 
 # Rules a node has before the proxy starts (a firewall, kubelet's chain): must survive.
 PRE_EXISTING = """*filter
@@ -48,51 +38,6 @@ COMMIT
 """
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def eps(*pods, ready=True):
-    return [m.endpoint(p.ip, node=net.NODE_NAMES[p.node], ready=ready) for p in pods]
-
-
-class Cluster:
-    """The services folder the proxy reads, and ways to wait for the proxy to sync."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def put(self, name: str, *objects: dict) -> None:
-        """Write one file atomically (the proxy must never see half of it)."""
-        tmp = self.folder / f".{name}.tmp"
-        tmp.write_text(yaml.safe_dump_all(objects))
-        tmp.rename(self.folder / f"{name}.yaml")
-
-    def remove(self, name: str) -> None:
-        (self.folder / f"{name}.yaml").unlink()
-
-    def syncs(self) -> float:
-        return net.metric(NODE1, "kubeproxy_sync_proxy_rules_duration_seconds_count") or 0
-
-    def change_and_wait(self, change) -> None:
-        """Make a change, then wait for the sync that applied it (and no longer)."""
-        before = time.time()
-        change()
-
-        def applied():
-            queued = (
-                net.metric(NODE1, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") or 0
-            )
-            synced = net.metric(NODE1, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") or 0
-            return queued >= before and synced >= queued
-
-        net.wait_until(applied, timeout=10)
-
-
-def service(name, ip, ports=PORTS, **spec):
-    return m.service(name, ip, ports, **spec)
-
-
 def tool(backend: str, suffix: str = "") -> str:
     """iptables, iptables-save, ... of one backend ("system": the distribution's default)."""
     base = "iptables" if backend == "system" else f"iptables-{backend}"
@@ -102,83 +47,22 @@ def tool(backend: str, suffix: str = "") -> str:
 @pytest.fixture(scope="module", params=["system", "legacy"])
 def cluster(request, tmp_path_factory):
     backend = request.param
-    folder = tmp_path_factory.mktemp("services")
-    config = folder.parent / "kube-proxy.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-                "kind": "KubeProxyConfiguration",
-                "mode": "iptables",
-                "hostnameOverride": "node1",
-                "clusterCIDR": "10.244.0.0/16",
-                "healthzBindAddress": "127.0.0.1:10256",
-                "metricsBindAddress": "127.0.0.1:10249",
-                "iptables": {"syncPeriod": f"{SYNC_PERIOD}s", "minSyncPeriod": "100ms"},
-            }
-        )
-    )
-    net.create()
-    servers = []
-    proxy = None
-    try:
-        servers = net.start_servers()
+
+    def prepare(c: net.Cluster) -> None:
         subprocess.run(
             ["ip", "netns", "exec", NODE1, tool(backend, "-restore"), "--noflush"],
             input=PRE_EXISTING,
             text=True,
             check=True,
         )
-        before = net.in_ns(NODE1, tool(backend, "-save")).stdout
-        c = Cluster(folder)
         c.backend = backend
-        c.config = config
-        c.iptables_before = before
-        c.put(
-            "web",
-            service("web", "10.96.0.10", [{"name": "http", "port": 80, "targetPort": 8080}]),
-            m.endpoint_slice("web", eps(P1, P2, P3), PORTS, trigger_time=now_rfc3339()),
-        )
-        log = open(folder.parent / "proxy.log", "w")  # noqa: SIM115
-        proxy = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                NODE1,
-                KPYOPS,
-                "proxy",
-                "--config",
-                str(config),
-                "--services-dir",
-                str(folder),
-                "--poll-interval",
-                "0.1",
-                "--iptables-backend",
-                backend,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        c.proxy = proxy
-        c.log_path = folder.parent / "proxy.log"
-        net.wait_until(lambda: _up(c), timeout=15)
+        c.iptables_before = net.in_ns(NODE1, tool(backend, "-save")).stdout
+
+    folder = tmp_path_factory.mktemp("services")
+    with net.running_proxy(
+        folder, "iptables", SYNC_PERIOD, prepare, "--iptables-backend", backend
+    ) as c:
         yield c
-    finally:
-        if proxy is not None and proxy.poll() is None:
-            proxy.terminate()
-            proxy.wait(10)
-        for s in servers:
-            s.kill()
-            s.wait()
-        net.destroy()
-
-
-def _up(c: Cluster) -> bool:
-    try:
-        return c.syncs() >= 1
-    except (subprocess.CalledProcessError, ValueError):
-        return False
 
 
 def test_healthz_and_metrics(cluster):
@@ -191,154 +75,51 @@ def test_healthz_and_metrics(cluster):
 
 
 def test_cluster_ip_reaches_every_endpoint_and_spreads(cluster):
-    from_pod = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 90)))
-    assert set(from_pod) == {P1.name, P2.name, P3.name}, from_pod  # PREROUTING path
-    assert min(from_pod.values()) >= 10, from_pod  # ~30 each; 10 is >4 sigma below
-    from_node = Counter(backends(connect(NODE1, "10.96.0.10", 80, 45)))  # OUTPUT path
-    assert set(from_node) == {P1.name, P2.name, P3.name}, from_node
+    checks.cluster_ip_reaches_every_endpoint_and_spreads()
 
 
 def test_udp_cluster_ip_spreads(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "dns",
-            service("dns", "10.96.0.11", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
-            m.endpoint_slice("dns", eps(P1, P2, P3), UDP_PORTS),
-        )
-    )
-    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.11", 53, 45, proto="udp")))
-    assert set(seen) == {P1.name, P2.name, P3.name}, seen
+    checks.udp_cluster_ip_spreads(cluster)
 
 
 def test_removing_an_endpoint_stops_traffic_within_one_sync(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "web",
-            service("web", "10.96.0.10", [{"name": "http", "port": 80}]),
-            m.endpoint_slice("web", eps(P1, P2), PORTS),
-        )
-    )
-    seen = Counter(backends(connect(CLIENT.ns, "10.96.0.10", 80, 40)))
-    assert set(seen) == {P1.name, P2.name}, seen
+    checks.removing_an_endpoint_stops_traffic(cluster)
 
 
 def test_stale_udp_conntrack_entry_flushed(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "udp1",
-            service("udp1", "10.96.0.12", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
-            m.endpoint_slice("udp1", eps(P1), UDP_PORTS),
-        )
-    )
-    first = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
-    assert first == [P1.name] * 3
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "udp1",
-            service("udp1", "10.96.0.12", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
-            m.endpoint_slice("udp1", eps(P2), UDP_PORTS),
-        )
-    )
-    # Same 5-tuple: without the flush, conntrack would keep sending it to P1 (still running).
-    after = backends(connect(CLIENT.ns, "10.96.0.12", 53, 3, proto="udp", source_port=40123))
-    assert after == [P2.name] * 3
+    checks.stale_udp_conntrack_entry_flushed(cluster)
 
 
 def test_client_ip_affinity_sticks_then_spreads_when_off(cluster):
-    sticky = {
-        "sessionAffinity": "ClientIP",
-        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}},
-    }
-    slice_ = m.endpoint_slice("sticky", eps(P1, P2, P3), PORTS)
-    cluster.change_and_wait(
-        lambda: cluster.put("sticky", service("sticky", "10.96.0.13", **sticky), slice_)
-    )
-    answers = backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 15))
-    assert len(answers) == 15 and len(set(answers)) == 1, answers
-    cluster.change_and_wait(lambda: cluster.put("sticky", service("sticky", "10.96.0.13"), slice_))
-    spread = Counter(backends(connect(CLIENT.ns, "10.96.0.13", net.TCP_PORT, 45)))
-    assert len(spread) == 3, spread
+    checks.client_ip_affinity_sticks(cluster)
+    checks.affinity_off_spreads_again(cluster)
 
 
 def test_node_port_from_the_other_node(cluster):
-    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "np",
-            service("np", "10.96.0.14", ports, type="NodePort"),
-            m.endpoint_slice("np", eps(P1, P2, P3), PORTS),
-        )
-    )
-    answers = connect(NODE2, NODE1_IP, 30080, 45)
-    assert set(backends(answers)) == {P1.name, P2.name, P3.name}, answers
-    # Cluster policy: the source is masqueraded to node 1, so node 2's pod can answer back.
-    assert {a.split()[1] for a in answers} <= {NODE1_IP, "10.244.1.1"}, answers
+    checks.node_port_from_the_other_node(cluster)
 
 
 def test_local_external_policy_serves_only_local_endpoints_and_keeps_source(cluster):
-    ports = [{"name": "http", "port": 80, "nodePort": 30081}]
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "local",
-            service("local", "10.96.0.15", ports, type="NodePort", externalTrafficPolicy="Local"),
-            m.endpoint_slice("local", eps(P1, P3), PORTS),
-        )
-    )
-    answers = connect(NODE2, NODE1_IP, 30081, 20)
-    assert backends(answers) == [P1.name] * 20, answers
-    assert {a.split()[1] for a in answers} == {NODE2_IP}  # client address preserved
+    checks.local_external_policy_serves_only_local_endpoints_and_keeps_source(cluster)
 
 
 def test_local_internal_policy_serves_only_local_endpoints(cluster):
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "ilocal",
-            service("ilocal", "10.96.0.16", internalTrafficPolicy="Local"),
-            m.endpoint_slice("ilocal", eps(P2, P3), PORTS),
-        )
-    )
-    assert backends(connect(CLIENT.ns, "10.96.0.16", net.TCP_PORT, 20)) == [P2.name] * 20
+    checks.local_internal_policy_serves_only_local_endpoints(cluster)
 
 
 def test_service_without_endpoints_rejects(cluster):
-    cluster.change_and_wait(lambda: cluster.put("empty", service("empty", "10.96.0.17")))
-    start = time.monotonic()
-    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
-    assert connect(NODE1, "10.96.0.17", net.TCP_PORT, 3) == ["REFUSED"] * 3
-    assert time.monotonic() - start < 5  # rejected at once, not timed out
-    # Only not-ready endpoints: still nothing to send to, still rejected.
-    cluster.change_and_wait(
-        lambda: cluster.put(
-            "empty",
-            service("empty", "10.96.0.17"),
-            m.endpoint_slice("empty", eps(P1, ready=False), PORTS),
-        )
-    )
-    assert connect(CLIENT.ns, "10.96.0.17", net.TCP_PORT, 2) == ["REFUSED"] * 2
+    checks.service_without_endpoints_rejects(cluster)  # REFUSED: rejected, not timed out
 
 
 def test_deleted_service_stops_answering_and_others_keep_working(cluster):
-    assert set(backends(connect(CLIENT.ns, "10.96.0.11", 53, 6, proto="udp"))) <= {
-        P1.name,
-        P2.name,
-        P3.name,
-    }
-    cluster.change_and_wait(lambda: cluster.remove("dns"))
-    gone = connect(CLIENT.ns, "10.96.0.11", 53, 2, proto="udp")
-    assert not set(backends(gone)) & {P1.name, P2.name, P3.name}, gone
+    checks.deleted_service_stops_answering(cluster)
     saved = net.in_ns(NODE1, tool(cluster.backend, "-save"), "-t", "nat").stdout
     assert "10.96.0.11" not in saved
-    assert set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20))) == {P1.name, P2.name}
+    checks.others_keep_working()
 
 
 def broken_then_back_after_one_sync(cluster, before: float) -> None:
-    """The service fails while no sync has run since the flush, and works after one."""
-    broken = connect(CLIENT.ns, "10.96.0.10", 80, 1)
-    if cluster.syncs() == before:  # no sync yet: the flush really broke the service
-        assert broken[0].split()[0] not in (P1.name, P2.name), broken
-    net.wait_until(lambda: cluster.syncs() >= before + 1, timeout=3 * SYNC_PERIOD)
-    seen = set(backends(connect(CLIENT.ns, "10.96.0.10", 80, 20)))
-    assert seen == {P1.name, P2.name}
+    checks.broken_then_back_after_one_sync(cluster, before, SYNC_PERIOD)
 
 
 def test_flushed_rules_come_back_after_one_sync(cluster):

@@ -1,4 +1,4 @@
-"""Starting in ipvs mode (the default) on a kernel without IPVS fails at once, saying why."""
+"""Starting in ipvs mode on a kernel without IPVS fails at once, saying why."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ NS = "kpa-pxipvs"
 def test_ipvs_mode_without_ipvs_says_so(tmp_path):
     config = tmp_path / "kp.yaml"
     config.write_text(
-        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\n"
     )
     subprocess.run(["ip", "netns", "add", NS], check=True)
     try:
@@ -52,5 +52,5 @@ def test_ipvs_mode_without_ipvs_says_so(tmp_path):
         subprocess.run(["ip", "netns", "del", NS], check=False)
     assert proc.returncode == 1
     assert "IPVS mode cannot run on this node" in proc.stderr
-    assert "ip_vs" in proc.stderr and "mode: iptables" in proc.stderr
+    assert "ip_vs" in proc.stderr and "mode: nftables" in proc.stderr
     assert "KUBE-" not in saved  # nothing was programmed

@@ -105,18 +105,11 @@ def endpoint(pod: str, hints: bool = False, for_node: str = "") -> dict:
     return ep
 
 
-class Node:
+class Node(net.ServicesFolder):
     def __init__(self, folder: Path, config: Path, state: Path) -> None:
-        self.folder, self.config, self.state = folder, config, state
+        super().__init__(folder)
+        self.config, self.state = config, state
         self.proxy: subprocess.Popen | None = None
-
-    def put(self, name: str, *objects: dict) -> None:
-        tmp = self.folder / f".{name}.tmp"
-        tmp.write_text(yaml.safe_dump_all(objects))
-        tmp.rename(self.folder / f"{name}.yaml")
-
-    def remove(self, name: str) -> None:
-        (self.folder / f"{name}.yaml").unlink()
 
     def synced_after(self, change) -> None:
         """Make a change, then wait until a sync has run after it."""

@@ -19,9 +19,11 @@ def test_embedded_fields_match_reference():
     assert list(config_fields.MODES) == ref["enums"]["mode"]["values"]
 
 
-def test_defaults_like_kube_proxy_with_ipvs_mode():
+def test_defaults_like_kube_proxy_with_nftables_mode():
     cfg = config_from_dict(dict(HEAD))
-    assert cfg.mode == "ipvs"
+    assert cfg.mode == "nftables"
+    assert (cfg.sync_period, cfg.min_sync_period) == (30.0, 1.0)  # the nftables section's
+    assert (cfg.nftables.masquerade_bit, cfg.nftables.masquerade_all) == (14, False)
     assert cfg.healthz_bind_address == "0.0.0.0:10256"
     assert cfg.metrics_bind_address == "127.0.0.1:10249"
     assert cfg.ipvs.scheduler == "rr"
@@ -30,6 +32,20 @@ def test_defaults_like_kube_proxy_with_ipvs_mode():
     assert cfg.iptables.min_sync_period == 1.0
     assert cfg.conntrack.tcp_established_timeout == 86400.0
     assert cfg.node_port_addresses == ()
+
+
+def test_nftables_section(tmp_path):
+    cfg = config_from_dict(
+        {**HEAD, "mode": "nftables",
+         "nftables": {"masqueradeBit": 13, "masqueradeAll": True, "syncPeriod": "45s",
+                      "minSyncPeriod": "250ms"}}
+    )  # fmt: skip
+    assert cfg.nftables.masquerade_bit == 13 and cfg.nftables.masquerade_all
+    assert (cfg.sync_period, cfg.min_sync_period) == (45.0, 0.25)
+    with pytest.raises(ConfigError, match=r"nftables\.masqueradeBit"):
+        config_from_dict({**HEAD, "nftables": {"masqueradeBit": 40}})
+    with pytest.raises(ConfigError, match=r"nftables\.masqueradeAl"):
+        config_from_dict({**HEAD, "nftables": {"masqueradeAl": True}})
 
 
 def test_full_file(tmp_path):
@@ -83,7 +99,7 @@ def test_unknown_fields_refused_with_their_path(data, field):
     ("data", "field"),
     [
         ({"mode": "userspace"}, "mode"),
-        ({"mode": "nftables"}, "mode"),
+        ({"mode": "kernelspace"}, "mode"),  # an upstream mode kpyops does not run
         ({"ipvs": {"scheduler": "fastest"}}, "ipvs.scheduler"),
         ({"iptables": {"syncPeriod": "soon"}}, "iptables.syncPeriod"),
         ({"iptables": {"masqueradeBit": 40}}, "iptables.masqueradeBit"),

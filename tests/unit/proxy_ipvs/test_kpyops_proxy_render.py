@@ -67,6 +67,14 @@ def test_the_proxy_accepts_the_configuration_the_role_writes():
     assert config.healthz_bind_address == "0.0.0.0:10256"
 
 
+def test_nftables_mode_is_the_default_and_gets_the_spec_sync_periods():
+    r = renderer(spec(syncPeriod="45s", minSyncPeriod="2s"))
+    config = config_from_dict(yaml.safe_load(r.render("proxy.yaml.j2")))
+    assert config.mode == "nftables"
+    assert (config.sync_period, config.min_sync_period) == (45.0, 2.0)  # the nftables section
+    assert r.variables["kpyops_proxy_nftables_packages"] == ["nftables"]
+
+
 def test_iptables_mode_configuration():
     r = renderer(spec(mode="iptables"))
     assert config_from_dict(yaml.safe_load(r.render("proxy.yaml.j2"))).mode == "iptables"
