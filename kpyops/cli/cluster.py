@@ -106,8 +106,8 @@ def _check_hosts(store, user, cloud_changes, verbose: int) -> None:
         return
     click.echo("hosts (cluster.yml --check --diff against the proposed inventory):")
     click.echo("\n".join(format_host_changes(check.hosts)))
-    disruptive = [h for h, r in check.changed.items()
-                  if r.drains or any("restart" in name.lower() for name in r.handlers)]
+    disruptive = [h for h, r in check.changed.items() if r.drains or any(
+        word in name.lower() for name in [*r.handlers, *r.tasks] for word in ("restart", "stop "))]
     if disruptive:
         progress(f"{', '.join(disruptive)} would restart a service or drain: to apply it host by "
                  f"host, drained and validated in between, store the spec with `update cluster "
