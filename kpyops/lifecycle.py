@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import functools
 import hashlib
 import json
 import os
@@ -24,7 +23,6 @@ import yaml
 from kpyops.clouds import Change, get_cloud
 from kpyops.clouds.base import Cloud
 from kpyops.clouds.capabilities import capabilities
-from kpyops.render.growth import added_nodes
 from kpyops.render.inventory import render_inventory
 from kpyops.run.ansible import FACT_CACHE, PlaybookResult, combine, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
@@ -47,7 +45,7 @@ from kpyops.state.workdir import cache_dir, synced, workdir
 
 Progress = Callable[[str], None]
 KNOWN_HOSTS = "ssh/known_hosts"
-# What hosts already in the cluster run when a change only adds nodes: the newcomers' names
+# What the hosts left in a cluster run after a node is removed: the remaining names
 ETC_HOSTS_PLAYBOOK = "playbooks/etc_hosts.yml"
 
 
@@ -72,7 +70,6 @@ class HostsCheck:
     hosts: dict[str, HostChanges] = field(default_factory=dict)  # every checked host
     not_checked: dict[str, str] = field(default_factory=dict)  # host -> why not
     result: PlaybookResult | None = None  # None when no host could be checked
-    added: list[str] = field(default_factory=list)  # nodes added: only they run cluster.yml
 
     @property
     def changed(self) -> dict[str, HostChanges]:
@@ -86,7 +83,6 @@ class Applied:
     cloud: list[Change]
     result: PlaybookResult | None  # None: machines only (--target cloud)
     hosts: dict[str, HostChanges]
-    added: list[str] = field(default_factory=list)  # nodes added: only they ran cluster.yml
 
 
 def load_cluster(store: StateStore, name: str, *, completed: bool = True) -> ClusterModel:
@@ -151,15 +147,6 @@ def converged_digest(store: StateStore, name: str) -> str | None:
     if not store.exists(name, CONVERGED):
         return None
     return json.loads(store.read_text(name, CONVERGED)).get("inventory")
-
-
-def nodes_to_add(store: StateStore, name: str, files: dict[str, str]) -> list[str]:
-    """The hosts ``files`` adds, when adding worker nodes is all it does and the stored
-    inventory was converged: then only they need cluster.yml, the others their hosts file."""
-    old = stored_inventory(store, name)
-    if not old or converged_digest(store, name) != inventory_digest(old):
-        return []
-    return added_nodes(old, files)
 
 
 def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
@@ -262,15 +249,9 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     files = inventory_files(store, completed, cloud)
     hosts = list(hosts_of(files))
     skipped = not_yet_running(changes, hosts)
-    added = nodes_to_add(store, user.name, files)
-    check = HostsCheck(not_checked=skipped, added=added)
+    check = HostsCheck(not_checked=skipped)
     runs = []  # (playbook, limit): what update --yes would run, in check mode
-    if added:
-        if any(h not in added for h in hosts):
-            runs.append((ETC_HOSTS_PLAYBOOK, ",".join(h for h in hosts if h not in added)))
-        if any(h not in skipped for h in added):
-            runs.append(("cluster.yml", ",".join(h for h in added if h not in skipped)))
-    elif not all(h in skipped for h in hosts):
+    if not all(h in skipped for h in hosts):
         runs.append(("cluster.yml", ",".join(f"!{h}" for h in skipped) or None))
     if not runs:
         return check
@@ -323,26 +304,17 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
             if ch.kind == "container" and ch.action in ("create", "delete"):
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)  # a new machine, new facts
         files = inventory_files(store, completed, cloud)
-        added = nodes_to_add(store, user.name, files)
         write_inventory(store, user.name, files)
         if not converge:
             return Applied(cloud=changes, result=None, hosts={})
         store.delete(user.name, CONVERGED)  # until this converge succeeds
         with synced(store, user.name) as wd:
-            inventory = str(wd / INVENTORY_DIR)
-            run = functools.partial(run_playbook, on_line=on_line, on_task=on_task,
-                                    verbosity=verbosity, extra_vars=extra_vars, diff=True)
-            if added:
-                others = [h for h in hosts_of(files) if h not in added]
-                progress(f"adding {', '.join(added)} to {user.name}: cluster.yml runs there; "
-                         f"{len(others)} other host(s) only get the new names ({ETC_HOSTS_PLAYBOOK})")
-                result = combine(run(ETC_HOSTS_PLAYBOOK, inventory, limit=",".join(others)),
-                                 run("cluster.yml", inventory, limit=",".join(added)))
-            else:
-                progress(f"converging cluster.yml on {user.name}")
-                result = run("cluster.yml", inventory)
+            progress(f"converging cluster.yml on {user.name}")
+            result = run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,
+                                  on_task=on_task, verbosity=verbosity, extra_vars=extra_vars,
+                                  diff=True)
         store.write_text(user.name, CONVERGED, json.dumps({"inventory": inventory_digest(files)}))
-    return Applied(cloud=changes, result=result, hosts=host_changes(result.events), added=added)
+    return Applied(cloud=changes, result=result, hosts=host_changes(result.events))
 
 
 class UnknownHost(ValueError):

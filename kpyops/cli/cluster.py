@@ -95,9 +95,6 @@ def _check_hosts(store, user, cloud_changes, verbose: int) -> None:
         fail(f"the check run failed: {err}")
     except (CloudError, LockHeld, StateError) as err:
         fail(str(err))
-    if check.added:
-        progress(f"nodes added only: cluster.yml would run on {', '.join(check.added)}; the "
-                 f"other hosts would only get the new names ({lifecycle.ETC_HOSTS_PLAYBOOK})")
     for host, why in check.not_checked.items():
         click.echo(f"  ? host {host}: not checked: {why}")
     if not check.changed:

@@ -17,7 +17,7 @@ from kpyops.clouds.base import Change, CloudError
 from kpyops.clouds.local.cloud import LABEL, LocalCloud
 from kpyops.clouds.local.cloud import registry_lacks as REGISTRY_LACKS
 from kpyops.clouds.local.complete import local_subnet, local_subnets
-from kpyops.run.ansible import PlaybookFailed, PlaybookResult
+from kpyops.run.ansible import PlaybookResult
 from kpyops.spec import complete, parse
 from kpyops.state import LocalStore
 
@@ -368,52 +368,3 @@ def test_create_checks_for_the_cluster_again_under_the_lock(tmp_path, monkeypatc
     monkeypatch.undo()
     assert {k: store.read(NAME, k) for k in store.list(NAME)} == before
 
-
-def test_nodes_added_to_a_converged_cluster(created, monkeypatch):
-    """A change that only adds a node: the plan and the apply run cluster.yml on the newcomer
-    only and the hosts file on the others; a change after a failed converge runs it all."""
-    store, _root, podman, runs = created
-    node2 = f"{NAME}-node-2"
-    more = parse({"apiVersion": "kpyops.io/v1alpha1", "kind": "Cluster", "metadata": {"name": NAME},
-                  "spec": {"cloud": "local", "nodeGroups": [{"name": "node", "count": 2}],
-                           "local": {"subnet": local_subnet(NAME)}}})
-
-    def made(self, cluster):  # the machines the plan names, made
-        changes = self.plan(cluster)
-        podman.machines.update({ch.name: "running" for ch in changes if ch.action == "create"})
-        return changes
-
-    monkeypatch.setattr(LocalCloud, "apply", made)
-    # never converged: nothing is known of the hosts, the whole playbook runs everywhere
-    assert lifecycle.check_hosts(store, more).added == []
-    assert lifecycle.converged_digest(store, NAME) is None
-    lifecycle.update(store, user_spec(), progress=lambda _m: None)
-    assert lifecycle.converged_digest(store, NAME) == lifecycle.inventory_digest(
-        lifecycle.stored_inventory(store, NAME))
-    runs.clear()
-
-    check = lifecycle.check_hosts(store, more)
-    assert check.added == [node2] and check.not_checked == {node2: "a new machine: cluster.yml would do all of its work there"}
-    assert [(r["playbook"], r["kwargs"]["limit"], r["kwargs"]["check"]) for r in runs] == [
-        (lifecycle.ETC_HOSTS_PLAYBOOK, f"{CP},{NODE}", True)]
-    runs.clear()
-    said: list[str] = []
-    applied = lifecycle.update(store, more, progress=said.append)
-    assert applied.added == [node2]
-    assert [(r["playbook"], r["kwargs"]["limit"]) for r in runs] == [
-        (lifecycle.ETC_HOSTS_PLAYBOOK, f"{CP},{NODE}"), ("cluster.yml", node2)]
-    assert any(f"adding {node2} to {NAME}: cluster.yml runs there" in m for m in said), said
-    assert applied.result.recap[NODE] == {"changed": 2}  # both runs' recaps, summed
-    runs.clear()
-
-    # a converge that fails leaves no record: the next change that adds a node runs it all
-    def failing(playbook, inventory, **kwargs):
-        raise PlaybookFailed(playbook, 2, ["boom"])
-
-    monkeypatch.setattr(lifecycle, "run_playbook", failing)
-    with pytest.raises(PlaybookFailed):
-        lifecycle.update(store, more, progress=lambda _m: None)
-    assert lifecycle.converged_digest(store, NAME) is None
-    three = more.model_copy(deep=True)
-    three.spec.node_groups[0].count = 3
-    assert lifecycle.nodes_to_add(store, NAME, lifecycle.inventory_files(store, complete(three))) == []

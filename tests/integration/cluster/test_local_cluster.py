@@ -401,74 +401,6 @@ def check_reset_and_rejoin(state: Path, name: str, store, user, hosts: list[str]
     assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys(hosts, 0)
 
 
-def check_scale_up(state: Path, name: str, store, hosts: list[str]) -> None:
-    """One more node, as a user adds it (get, edit the count, update -f --hosts, --yes): the
-    plan and the apply run cluster.yml on the newcomer only and give every other host its
-    name (/etc/hosts) and nothing else; the node is Ready and runs pods; and a whole-playbook
-    run on every host afterwards changes nothing, so the hosts left out needed nothing more."""
-    spec = yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout)
-    group = spec["spec"]["nodeGroups"][0]
-    new = f"{name}-{group['name']}-{group['count'] + 1}"
-    group["count"] += 1
-    edited = state / "scaled.yaml"
-    edited.write_text(yaml.safe_dump(spec))
-    plan = kpyops(state, "update", "cluster", name, "-f", str(edited), "--hosts")
-    assert f"  + container {new}" in plan.stdout, plan.stdout
-    assert f"nodes added only: cluster.yml would run on {new}" in plan.stderr, plan.stderr
-    assert f"  ? host {new}: not checked: a new machine" in plan.stdout, plan.stdout
-    for host in hosts:
-        assert f"  ~ host {host}\n      ~ file /etc/hosts\n" in plan.stdout, plan.stdout
-    assert plan.stdout.count("  ~ host ") == len(hosts) and "~ task " not in plan.stdout, plan.stdout
-    started = time.monotonic()
-    added = kpyops(state, "update", "cluster", name, "-f", str(edited), "--yes")
-    print(f"figure: add one node to a running {len(hosts)}-host cluster: "
-          f"{time.monotonic() - started:.0f}s (update --yes: machine, hosts files, its converge)")
-    assert f"adding {new} to {name}: cluster.yml runs there; {len(hosts)} other host(s)" in added.stderr
-    changed = recap_of(added.stderr)
-    assert changed[new] > 0 and {h: changed[h] for h in hosts} == dict.fromkeys(hosts, 1), changed
-    for host in hosts:
-        assert f"{new}" in ssh(state, name, host, "cat /etc/hosts"), host
-    valid = json.loads(kpyops(state, "validate", "cluster", name, "--wait", "10m", "-o", "json").stdout)
-    assert valid["valid"] is True, valid
-    assert {f"node {new}", f"probe on {new}"} <= {f["item"] for f in valid["findings"]}, valid
-    # nothing added now: the whole playbook on every host, and it changes nothing
-    again = converge(store, lifecycle.load_cluster(store, name, completed=False))
-    assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys([*hosts, new], 0)
-    return new
-
-
-def check_remove_node(state: Path, name: str, store, hosts: list[str], node: str) -> None:
-    """`delete node`: the plan names the drain and the machine and changes nothing; the
-    apply drains the node, deletes its Node object and machine, drops it from the spec and
-    every /etc/hosts; the cluster validates, and a whole-playbook run changes nothing."""
-    run = kube.ssh_runner(state, name)
-    cp = hosts[0]
-    count = yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout
-                           )["spec"]["nodeGroups"][0]["count"]
-    plan = kpyops(state, "delete", "node", name, node)
-    assert f"      ! drain node {node}" in plan.stdout, plan.stdout
-    assert f"  - container {node}" in plan.stdout, plan.stdout
-    assert "run again with --yes to remove it" in plan.stderr
-    assert not kube.kubectl_json(run, cp, "get", "node", node)["spec"].get("unschedulable")
-    # a node whose machines are numbered can only leave from the end
-    refused = kpyops(state, "delete", "node", name, f"{name}-node-1", "--yes", check=False)
-    assert refused.returncode != 0 and f"only its last one, {node}" in refused.stderr, refused.stderr
-    started = time.monotonic()
-    kpyops(state, "delete", "node", name, node, "--yes")
-    print(f"figure: delete node (drain, forget, machine, hosts files): {time.monotonic() - started:.0f}s")
-    names = [n["metadata"]["name"] for n in kube.kubectl_json(run, cp, "get", "nodes")["items"]]
-    assert sorted(names) == sorted(hosts), names
-    assert podman_names(f"kpyops.io/cluster={name}") == sorted([*hosts, f"{name}-files"])
-    for host in hosts:
-        assert node not in ssh(state, name, host, "cat /etc/hosts"), host
-    assert yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout
-                          )["spec"]["nodeGroups"][0]["count"] == count - 1
-    valid = json.loads(kpyops(state, "validate", "cluster", name, "--wait", "10m", "-o", "json").stdout)
-    assert valid["valid"] is True, valid
-    again = converge(store, lifecycle.load_cluster(store, name, completed=False))
-    assert {h: r["changed"] for h, r in again.recap.items()} == dict.fromkeys(hosts, 0)
-
-
 def converge(store, user):
     """lifecycle.apply; a failed run fails the test with Ansible's last lines."""
     try:
@@ -633,8 +565,6 @@ def test_create_converge_twice_and_delete(cluster):
     assert "changed=0" in plain.stdout and "changed=1" not in plain.stdout
 
     check_reset_and_rejoin(state, name, store, user, hosts, nodes[1])
-    added = check_scale_up(state, name, store, hosts)
-    check_remove_node(state, name, store, hosts, added)
 
     # delete leaves no container, network or state behind
     kpyops(state, "delete", "cluster", name, "--yes")
