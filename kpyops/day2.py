@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from dataclasses import dataclass
 
 import yaml
@@ -23,9 +22,7 @@ from kpyops.lifecycle import (
     Plan,
     Progress,
     check_hosts,
-    converged_digest,
     hosts_of,
-    inventory_digest,
     inventory_files,
     load_cluster,
     node_groups_of,
@@ -42,7 +39,7 @@ from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, SpecError, complete
 from kpyops.spec.hosts import NotRemovable, without_node
 from kpyops.spec.skew import version_problems
-from kpyops.state.base import CONVERGED, INVENTORY_DIR, StateStore
+from kpyops.state.base import INVENTORY_DIR, StateStore
 from kpyops.state.workdir import synced
 
 REMOVE_NODE_PLAYBOOK = "remove-node.yml"
@@ -98,16 +95,12 @@ def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
                 result = combine(removed, named)
                 return Removal(node, smaller, reset, cloud.plan(smaller_completed), result,
                                host_changes(result.events))
-        was_converged = converged_digest(store, name) == inventory_digest(stored_inventory(store, name))
         save(store, smaller, smaller_completed)
         changes = cloud.apply(smaller_completed)
         (FACT_CACHE / node).unlink(missing_ok=True)
         write_inventory(store, name, new_files)
-        store.delete(name, CONVERGED)
         with synced(store, name) as wd:
             result = combine(removed, run(ETC_HOSTS_PLAYBOOK, str(wd / INVENTORY_DIR), limit=others))
-        if was_converged:  # the others now hold what a whole run of the new inventory gives
-            store.write_text(name, CONVERGED, json.dumps({"inventory": inventory_digest(new_files)}))
     return Removal(node, smaller, reset, changes, result, host_changes(result.events))
 
 
@@ -157,8 +150,6 @@ def rolling_update(store: StateStore, name: str, plan: RollingPlan, progress: Pr
     from kpyops import validate  # the API client: only when hosts are touched
 
     results = []
-    if plan.batches:
-        store.delete(name, CONVERGED)  # until every batch has run
     for i, batch in enumerate(plan.batches, 1):
         progress(f"batch {i}/{len(plan.batches)}: draining, converging and uncordoning "
                  + ", ".join(batch))
@@ -174,9 +165,6 @@ def rolling_update(store: StateStore, name: str, plan: RollingPlan, progress: Pr
         if failing:
             raise RollingUpdateStopped(f"the cluster is not valid after {', '.join(batch)} "
                                        f"({'; '.join(failing)}): stopped before the next batch")
-    # the hosts left out had nothing to do: every host now runs the stored inventory
-    store.write_text(name, CONVERGED, json.dumps(
-        {"inventory": inventory_digest(stored_inventory(store, name))}))
     return combine(*results) if results else PlaybookResult(rc=0)
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -24,7 +22,7 @@ from kpyops.clouds import Change, get_cloud
 from kpyops.clouds.base import Cloud
 from kpyops.clouds.capabilities import capabilities
 from kpyops.render.inventory import render_inventory
-from kpyops.run.ansible import FACT_CACHE, PlaybookResult, combine, run_playbook
+from kpyops.run.ansible import FACT_CACHE, PlaybookResult, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, SpecError, complete, dumps, loads
 from kpyops.spec.hosts import removals
@@ -33,7 +31,6 @@ from kpyops.spec.skew import version_problems
 from kpyops.state.base import (
     CLUSTER_ID,
     COMPLETED_SPEC,
-    CONVERGED,
     INVENTORY_DIR,
     PKI_DIR,
     SPEC,
@@ -137,18 +134,6 @@ def stored_inventory(store: StateStore, name: str) -> dict[str, str]:
     return {key.removeprefix(prefix): store.read_text(name, key) for key in store.list(name, prefix)}
 
 
-def inventory_digest(files: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-
-
-def converged_digest(store: StateStore, name: str) -> str | None:
-    """The digest of the inventory the last converge of every host ran to success, if any
-    (a failed or partial run, or a host reset since, leaves none)."""
-    if not store.exists(name, CONVERGED):
-        return None
-    return json.loads(store.read_text(name, CONVERGED)).get("inventory")
-
-
 def create(store: StateStore, user: Cluster, progress: Progress) -> Cluster:
     """Write a new cluster's spec, completed spec and inventory. Raises SpecError first.
     What the cloud chooses for it (a local cluster's subnet) is written into the spec."""
@@ -250,15 +235,12 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     hosts = list(hosts_of(files))
     skipped = not_yet_running(changes, hosts)
     check = HostsCheck(not_checked=skipped)
-    runs = []  # (playbook, limit): what update --yes would run, in check mode
-    if not all(h in skipped for h in hosts):
-        runs.append(("cluster.yml", ",".join(f"!{h}" for h in skipped) or None))
-    if not runs:
+    if all(h in skipped for h in hosts):
         return check
     with synced(store, user.name) as wd, proposed_inventory(wd, files) as inventory:
-        check.result = combine(*(run_playbook(
-            playbook, str(inventory), check=True, diff=True, on_task=on_task, on_line=on_line,
-            verbosity=verbosity, limit=limit) for playbook, limit in runs))
+        check.result = run_playbook(
+            "cluster.yml", str(inventory), check=True, diff=True, on_task=on_task, on_line=on_line,
+            verbosity=verbosity, limit=",".join(f"!{h}" for h in skipped) or None)
     reports = host_changes(check.result.events)
     check.hosts = {h: reports.get(h, HostChanges(h)) for h in hosts if h not in skipped}
     check.hosts.update({h: r for h, r in reports.items() if h not in check.hosts and not r.empty})
@@ -307,13 +289,11 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
         write_inventory(store, user.name, files)
         if not converge:
             return Applied(cloud=changes, result=None, hosts={})
-        store.delete(user.name, CONVERGED)  # until this converge succeeds
         with synced(store, user.name) as wd:
             progress(f"converging cluster.yml on {user.name}")
             result = run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,
                                   on_task=on_task, verbosity=verbosity, extra_vars=extra_vars,
                                   diff=True)
-        store.write_text(user.name, CONVERGED, json.dumps({"inventory": inventory_digest(files)}))
     return Applied(cloud=changes, result=result, hosts=host_changes(result.events))
 
 
@@ -333,8 +313,6 @@ def reset_host(store: StateStore, name: str, host: str, *, check: bool = False,
     if host not in hosts:
         raise UnknownHost(f"{host!r} is not a host of cluster {name}: {', '.join(hosts)}")
     with store.lock(name, purpose=f"reset host {host}"), synced(store, name) as wd:
-        if not check:
-            store.delete(name, CONVERGED)  # a reset host is not converged any more
         result = run_playbook("reset.yml", str(wd / INVENTORY_DIR), check=check, diff=True,
                                   extra_vars={"node": host, "reset_confirmed": "true"},
                                   on_task=on_task, on_line=on_line, verbosity=verbosity)

@@ -18,7 +18,6 @@ PKI_DIR = "pki"  # CAs, certificates and keys (written by the pki role on the co
 SECRETS_DIR = "secrets"  # e.g. the encryption-at-rest key (control_plane role)
 BACKUPS_DIR = "backups"  # etcd snapshots copied off the hosts (etcd-backup.yml)
 SSH_DIR = "ssh"
-CONVERGED = "converged.json"  # the inventory the last successful converge ran (its digest)
 CLUSTER_ID = "cluster-id"  # a random id made by create; cloud resources carry it
 SSH_KEY = f"{SSH_DIR}/id_ed25519"
 

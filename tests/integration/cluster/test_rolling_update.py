@@ -10,27 +10,16 @@ node is left cordoned. Run by hand (-m long): about 15 minutes on 2 cores.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
+from test_local_cluster import KPYOPS, kpyops
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
-KPYOPS = str(Path(sys.executable).with_name("kpyops"))
-
-
-def kpyops(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([KPYOPS, "--state", str(state), *args], capture_output=True, text=True,
-                          timeout=2700, env={**os.environ, "COLUMNS": "1000"})
-    if check:
-        assert proc.returncode == 0, f"kpyops {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def recap(stderr: str, word: str = "converged in") -> dict[str, int]:

@@ -16,20 +16,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
+from test_local_cluster import KPYOPS, kpyops
 
 from kpyops.artifacts.catalog import KUBERNETES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
-KPYOPS = str(Path(sys.executable).with_name("kpyops"))
 PREVIOUS = os.environ.get("KPYOPS_UPGRADE_FROM", "1.34.4")
 
 WEB = """
@@ -73,14 +71,6 @@ spec:
   selector: {app: web}
   ports: [{port: 8080, targetPort: 8080}]
 """
-
-
-def kpyops(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([KPYOPS, "--state", str(state), *args], capture_output=True, text=True,
-                          timeout=5400, env={**os.environ, "COLUMNS": "1000"})
-    if check:
-        assert proc.returncode == 0, f"kpyops {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 class Client(threading.Thread):
