@@ -17,7 +17,7 @@ import yaml
 from kpyops.clouds import Change, get_cloud
 from kpyops.clouds.capabilities import capabilities
 from kpyops.lifecycle import (
-    ETC_HOSTS_PLAYBOOK,
+    NEIGHBOURS_PLAYBOOK,
     HostsCheck,
     Plan,
     Progress,
@@ -54,7 +54,7 @@ class Removal:
     spec: Cluster  # the user's spec without the node
     reset: bool  # its host is reset (else the cloud deletes its machine, or it is dead)
     cloud: list[Change]  # the machine deleted
-    result: PlaybookResult  # remove-node.yml, then etc_hosts.yml on the others
+    result: PlaybookResult  # remove-node.yml, then neighbours.yml on the others
     hosts: dict[str, HostChanges]
 
 
@@ -64,7 +64,7 @@ def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
     """Take worker ``node`` out of cluster ``name``: drain it and delete its Node object,
     reset its host (where the cloud does not delete the machine, and unless ``reset`` is
     False: a dead host), drop it from the spec and the inventory, delete its machine, and write
-    the remaining hosts into every /etc/hosts. Refused before anything runs (NotRemovable)
+    the remaining hosts into every /etc/hosts and their pod routes (neighbours.yml). Refused before anything runs (NotRemovable)
     unless the smaller inventory is the current one less this node and nothing else. With
     ``check``: the same playbooks in check mode, and nothing stored or deleted."""
     user = load_cluster(store, name, completed=False)
@@ -91,7 +91,7 @@ def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
             removed = run(REMOVE_NODE_PLAYBOOK, str(wd / INVENTORY_DIR), extra_vars=playbook_vars)
             if check:
                 with proposed_inventory(wd, new_files) as inventory:
-                    named = run(ETC_HOSTS_PLAYBOOK, str(inventory), limit=others)
+                    named = run(NEIGHBOURS_PLAYBOOK, str(inventory), limit=others)
                 result = combine(removed, named)
                 return Removal(node, smaller, reset, cloud.plan(smaller_completed), result,
                                host_changes(result.events))
@@ -100,7 +100,7 @@ def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
         (FACT_CACHE / node).unlink(missing_ok=True)
         write_inventory(store, name, new_files)
         with synced(store, name) as wd:
-            result = combine(removed, run(ETC_HOSTS_PLAYBOOK, str(wd / INVENTORY_DIR), limit=others))
+            result = combine(removed, run(NEIGHBOURS_PLAYBOOK, str(wd / INVENTORY_DIR), limit=others))
     return Removal(node, smaller, reset, changes, result, host_changes(result.events))
 
 

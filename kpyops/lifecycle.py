@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import os
 import shutil
 import tempfile
@@ -21,8 +22,9 @@ import yaml
 from kpyops.clouds import Change, get_cloud
 from kpyops.clouds.base import Cloud
 from kpyops.clouds.capabilities import capabilities
+from kpyops.render.growth import added_nodes
 from kpyops.render.inventory import render_inventory
-from kpyops.run.ansible import FACT_CACHE, PlaybookResult, run_playbook
+from kpyops.run.ansible import FACT_CACHE, PlaybookResult, combine, run_playbook
 from kpyops.run.changes import HostChanges, host_changes
 from kpyops.spec import Cluster, SpecError, complete, dumps, loads
 from kpyops.spec.hosts import removals
@@ -42,8 +44,9 @@ from kpyops.state.workdir import cache_dir, synced, workdir
 
 Progress = Callable[[str], None]
 KNOWN_HOSTS = "ssh/known_hosts"
-# What the hosts left in a cluster run after a node is removed: the remaining names
-ETC_HOSTS_PLAYBOOK = "playbooks/etc_hosts.yml"
+# What the hosts already in a cluster run when worker nodes join it or one leaves: the hosts
+# file and the routes to the nodes' pod ranges (the newcomers' once they registered)
+NEIGHBOURS_PLAYBOOK = "playbooks/neighbours.yml"
 
 
 class ClusterExists(RuntimeError):
@@ -67,6 +70,7 @@ class HostsCheck:
     hosts: dict[str, HostChanges] = field(default_factory=dict)  # every checked host
     not_checked: dict[str, str] = field(default_factory=dict)  # host -> why not
     result: PlaybookResult | None = None  # None when no host could be checked
+    added: list[str] = field(default_factory=list)  # nodes added: only they run cluster.yml
 
     @property
     def changed(self) -> dict[str, HostChanges]:
@@ -80,6 +84,7 @@ class Applied:
     cloud: list[Change]
     result: PlaybookResult | None  # None: machines only (--target cloud)
     hosts: dict[str, HostChanges]
+    added: list[str] = field(default_factory=list)  # nodes added: only they ran cluster.yml
 
 
 def load_cluster(store: StateStore, name: str, *, completed: bool = True) -> ClusterModel:
@@ -234,13 +239,18 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     files = inventory_files(store, completed, cloud)
     hosts = list(hosts_of(files))
     skipped = not_yet_running(changes, hosts)
-    check = HostsCheck(not_checked=skipped)
+    added = added_nodes(stored_inventory(store, user.name) or {}, files)
+    for host in added:  # a node added to a running cluster: no check run can show its work
+        skipped.setdefault(host, "a new node: cluster.yml would do all of its work there")
+    check = HostsCheck(not_checked=skipped, added=added)
     if all(h in skipped for h in hosts):
         return check
+    # what update --yes would run on the hosts already there (see there), in check mode
     with synced(store, user.name) as wd, proposed_inventory(wd, files) as inventory:
         check.result = run_playbook(
-            "cluster.yml", str(inventory), check=True, diff=True, on_task=on_task, on_line=on_line,
-            verbosity=verbosity, limit=",".join(f"!{h}" for h in skipped) or None)
+            NEIGHBOURS_PLAYBOOK if added else "cluster.yml", str(inventory), check=True,
+            diff=True, on_task=on_task, on_line=on_line, verbosity=verbosity,
+            limit=",".join(f"!{h}" for h in skipped) or None)
     reports = host_changes(check.result.events)
     check.hosts = {h: reports.get(h, HostChanges(h)) for h in hosts if h not in skipped}
     check.hosts.update({h: r for h, r in reports.items() if h not in check.hosts and not r.empty})
@@ -286,15 +296,25 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
             if ch.kind == "container" and ch.action in ("create", "delete"):
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)  # a new machine, new facts
         files = inventory_files(store, completed, cloud)
+        added = added_nodes(stored_inventory(store, user.name) or {}, files)
         write_inventory(store, user.name, files)
         if not converge:
             return Applied(cloud=changes, result=None, hosts={})
         with synced(store, user.name) as wd:
-            progress(f"converging cluster.yml on {user.name}")
-            result = run_playbook("cluster.yml", str(wd / INVENTORY_DIR), on_line=on_line,
-                                  on_task=on_task, verbosity=verbosity, extra_vars=extra_vars,
-                                  diff=True)
-    return Applied(cloud=changes, result=result, hosts=host_changes(result.events))
+            run = functools.partial(run_playbook, inventory=str(wd / INVENTORY_DIR), on_line=on_line,
+                                    on_task=on_task, verbosity=verbosity, extra_vars=extra_vars,
+                                    diff=True)
+            if added:
+                others = [h for h in hosts_of(files) if h not in added]
+                progress(f"adding {', '.join(added)} to {user.name}: cluster.yml runs there, then "
+                         f"the {len(others)} other host(s) get only their names and pod routes "
+                         f"({NEIGHBOURS_PLAYBOOK})")
+                result = combine(run("cluster.yml", limit=",".join(added)),
+                                 run(NEIGHBOURS_PLAYBOOK, limit=",".join(others)))
+            else:
+                progress(f"converging cluster.yml on {user.name}")
+                result = run("cluster.yml")
+    return Applied(cloud=changes, result=result, hosts=host_changes(result.events), added=added)
 
 
 class UnknownHost(ValueError):

@@ -95,13 +95,18 @@ def _check_hosts(store, user, cloud_changes, verbose: int) -> None:
         fail(f"the check run failed: {err}")
     except (CloudError, LockHeld, StateError) as err:
         fail(str(err))
+    playbook = "cluster.yml"
+    if check.added:
+        playbook = lifecycle.NEIGHBOURS_PLAYBOOK
+        progress(f"nodes added only: cluster.yml would run on {', '.join(check.added)}; then the "
+                 f"other hosts only get their names and pod routes ({playbook})")
     for host, why in check.not_checked.items():
         click.echo(f"  ? host {host}: not checked: {why}")
     if not check.changed:
-        progress("hosts: cluster.yml would change nothing"
+        progress(f"hosts: {playbook} would change nothing"
                  + (" on the hosts it could check" if check.not_checked else ""))
         return
-    click.echo("hosts (cluster.yml --check --diff against the proposed inventory):")
+    click.echo(f"hosts ({playbook} --check --diff against the proposed inventory):")
     click.echo("\n".join(format_host_changes(check.hosts)))
     disruptive = [h for h, r in check.changed.items() if r.drains or any(
         word in name.lower() for name in [*r.handlers, *r.tasks] for word in ("restart", "stop "))]

@@ -1,9 +1,10 @@
 """Whether a new inventory only adds nodes to an old one (kubespray's scale.yml case).
 
-When it does, and the old inventory was converged, the hosts already in the cluster need
-nothing but the newcomers' names (/etc/hosts: the bootstrap role's hosts file); everything else
-they run would change nothing. So `update` converges cluster.yml on the new hosts only and
-writes the hosts file everywhere, instead of running the whole playbook on every host.
+When it does, the hosts already in the cluster need nothing but what names the newcomers: their
+names in /etc/hosts and routes to their pod ranges (playbooks/neighbours.yml); everything else
+they run would change nothing. So `update` converges cluster.yml on the new hosts only, then
+runs that playbook on the others, instead of running the whole playbook on every host. The
+same test, old and new swapped, tells that a removal takes out one node and nothing else.
 
 "Only adds nodes" is decided on the rendered inventory, the very input of the playbooks, not
 on the spec: every file but hosts.yml is byte for byte the same, every old host keeps its

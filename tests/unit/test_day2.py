@@ -95,7 +95,7 @@ def test_the_plan_runs_the_playbooks_in_check_mode_and_stores_nothing(two_nodes)
     assert snapshot(root) == before and NODE2 in podman.machines
     assert [(r["playbook"], r["kwargs"]["check"], r["kwargs"].get("limit")) for r in runs] == [
         (day2.REMOVE_NODE_PLAYBOOK, True, None),
-        (lifecycle.ETC_HOSTS_PLAYBOOK, True, f"{CP},{NODE}")]
+        (lifecycle.NEIGHBOURS_PLAYBOOK, True, f"{CP},{NODE}")]
     # the machine is deleted by the cloud: no reset of its host
     assert runs[0]["kwargs"]["extra_vars"] == {"node": NODE2, "remove_node_reset": "false",
                                                "reset_confirmed": "true"}
@@ -108,7 +108,7 @@ def test_the_apply_forgets_the_node_and_deletes_its_machine(two_nodes):
     store, _root, podman, runs = two_nodes
     removal = day2.remove_node(store, NAME, NODE2, lambda _m: None)
     assert [(r["playbook"], r["kwargs"]["check"]) for r in runs] == [
-        (day2.REMOVE_NODE_PLAYBOOK, False), (lifecycle.ETC_HOSTS_PLAYBOOK, False)]
+        (day2.REMOVE_NODE_PLAYBOOK, False), (lifecycle.NEIGHBOURS_PLAYBOOK, False)]
     assert NODE2 not in podman.machines and ("delete", NODE2) in [(c.action, c.name) for c in removal.cloud]
     assert lifecycle.load_cluster(store, NAME, completed=False).spec.node_groups[0].count == 1
     stored = yaml.safe_load(store.read_text(NAME, "inventory/hosts.yml"))["all"]["hosts"]

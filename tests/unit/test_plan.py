@@ -368,3 +368,47 @@ def test_create_checks_for_the_cluster_again_under_the_lock(tmp_path, monkeypatc
     monkeypatch.undo()
     assert {k: store.read(NAME, k) for k in store.list(NAME)} == before
 
+
+
+def test_nodes_added_only_run_cluster_yml_on_the_newcomers_and_the_neighbours_playbook_elsewhere(
+        created, monkeypatch):
+    """A change that only adds a worker: the plan checks the hosts already there with the
+    neighbours playbook (their names and pod routes) and names the newcomer as not checked; the
+    apply converges cluster.yml on the newcomer first, then that playbook on the others. Any
+    other change to the inventory runs cluster.yml everywhere."""
+    store, _root, podman, runs = created
+    node2 = f"{NAME}-node-2"
+    more = parse({"apiVersion": "kpyops.io/v1alpha1", "kind": "Cluster", "metadata": {"name": NAME},
+                  "spec": {"cloud": "local", "nodeGroups": [{"name": "node", "count": 2}],
+                           "local": {"subnet": local_subnet(NAME)}}})
+
+    def made(self, cluster):  # the machines the plan names, made
+        changes = self.plan(cluster)
+        podman.machines.update({ch.name: "running" for ch in changes if ch.action == "create"})
+        return changes
+
+    monkeypatch.setattr(LocalCloud, "apply", made)
+    check = lifecycle.check_hosts(store, more)
+    assert check.added == [node2] and set(check.not_checked) == {node2}
+    assert [(r["playbook"], r["kwargs"]["limit"], r["kwargs"]["check"]) for r in runs] == [
+        (lifecycle.NEIGHBOURS_PLAYBOOK, f"!{node2}", True)]
+    # the proposed inventory, with the newcomer in it (the others' hosts file names it)
+    assert node2 in yaml.safe_load(runs[0]["files"]["hosts.yml"])["all"]["hosts"]
+    runs.clear()
+
+    said: list[str] = []
+    applied = lifecycle.update(store, more, progress=said.append)
+    assert applied.added == [node2]
+    assert [(r["playbook"], r["kwargs"]["limit"]) for r in runs] == [
+        ("cluster.yml", node2), (lifecycle.NEIGHBOURS_PLAYBOOK, f"{CP},{NODE}")]
+    assert any(f"adding {node2} to {NAME}: cluster.yml runs there" in m for m in said), said
+    assert applied.result.recap[NODE] == {"changed": 2}  # both runs' recaps, summed
+    runs.clear()
+
+    # the inventory now has the newcomer: the same spec again is an ordinary converge
+    assert lifecycle.check_hosts(store, more).added == []
+    three = more.model_copy(deep=True)
+    three.spec.node_groups[0].count = 3
+    three.spec.kubelet.max_pods = 55  # more than nodes added: everything runs everywhere
+    assert lifecycle.check_hosts(store, three).added == []
+    assert [r["playbook"] for r in runs] == ["cluster.yml", "cluster.yml"]

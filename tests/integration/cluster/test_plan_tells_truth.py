@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 KPYOPS = str(Path(sys.executable).with_name("kpyops"))
 IPVS = Path("/proc/sys/net/ipv4/vs")  # the kernel's IPVS, when loaded
 PROXY_CONFIG = "/etc/kpyops/proxy.yaml"
+POD_ROUTES = "/etc/systemd/system/kpyops-pod-routes.service"
 
 
 def kpyops(state: Path, *args: str) -> subprocess.CompletedProcess:
@@ -147,9 +148,10 @@ def test_plan_and_apply_agree(cluster):
          {cp: {"/etc/kubernetes/manifests/kube-apiserver.yaml"}}, set(), None),
         (*proxy, set(), None),
         # a new machine: the plan cannot check it (it names it), and the running hosts change
-        # only what names the newcomer
+        # only what names the newcomer: their hosts file and the route to its pod range (a
+        # range given when it registers: the plan names the route, the apply writes it)
         ("the node count (1 -> 2)", lambda s: s["nodeGroups"][0].update(count=2),
-         {cp: {"/etc/hosts"}, node: {"/etc/hosts"}}, set(), node2),
+         {cp: {"/etc/hosts", POD_ROUTES}, node: {"/etc/hosts", POD_ROUTES}}, set(), node2),
     ]
     for what, change, expected, drains, new_machine in changes:
         edited = edit(change)
@@ -165,6 +167,9 @@ def test_plan_and_apply_agree(cluster):
         if new_machine:
             assert f"  + container {new_machine}" in plan.stdout, plan.stdout
             assert f"  ? host {new_machine}: not checked: a new machine" in plan.stdout, plan.stdout
+            # only the newcomer runs cluster.yml; the others nothing but what names it
+            assert f"nodes added only: cluster.yml would run on {new_machine}" in plan.stderr
+            assert f"<the pod range of {new_machine}, given when it registers>" in plan.stdout
 
         applied = kpyops(state, "update", "cluster", name, "-f", str(edited), "--yes")
         done = report(applied.stdout)
