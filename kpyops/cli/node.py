@@ -26,7 +26,8 @@ def delete_node(ctx: click.Context, name: str, node: str, yes: bool, no_reset: b
     """Take worker NODE out of cluster NAME (remove-node.yml): cordon and drain it
     (PodDisruptionBudgets honoured, with a timeout), delete its Node object, reset its host
     (where kpyops did not make the machine), drop it from the spec and the inventory, delete
-    its machine (where kpyops made it), and write the remaining hosts into every /etc/hosts."""
+    its machine (where kpyops made it), and write the remaining hosts into every /etc/hosts
+    and their routes to the pod ranges left (playbooks/neighbours.yml)."""
     store = open_store(ctx.obj.get("state"))
     verbose = ctx.obj.get("verbose", 0)
     try:
