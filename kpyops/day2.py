@@ -44,6 +44,8 @@ from kpyops.state.workdir import synced
 
 REMOVE_NODE_PLAYBOOK = "remove-node.yml"
 ROLLING_UPDATE_PLAYBOOK = "rolling-update.yml"
+# a batch of a rolling update may move the Kubernetes version (plain cluster.yml refuses it)
+VERSION_CHANGE_ALLOWED = {"control_plane_version_change_allowed": True}
 
 
 @dataclass
@@ -128,7 +130,9 @@ def rolling_plan(store: StateStore, name: str, *, max_unavailable: int = 1, forc
     if files != stored_inventory(store, name):  # the batches run the stored inventory
         raise RollingUpdateStopped(f"the stored inventory is not the stored spec's: run `kpyops "
                                    f"update cluster {name} --yes --target cloud` first")
-    check = check_hosts(store, user, on_task=on_task, on_line=on_line, verbosity=verbosity)
+    # what each batch runs (rolling-update.yml): cluster.yml, a version change allowed
+    check = check_hosts(store, user, on_task=on_task, on_line=on_line, verbosity=verbosity,
+                        extra_vars=VERSION_CHANGE_ALLOWED)
     if check.not_checked:
         raise RollingUpdateStopped("hosts whose machine does not run: " + ", ".join(
             f"{h} ({why})" for h, why in check.not_checked.items()) + "; run update cluster --yes first")

@@ -227,7 +227,7 @@ def not_yet_running(changes: list[Change], hosts: list[str]) -> dict[str, str]:
 
 def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change] | None = None,
                 on_task: Progress | None = None, on_line: Progress | None = None,
-                verbosity: int = 0) -> HostsCheck:
+                verbosity: int = 0, extra_vars: dict | None = None) -> HostsCheck:
     """cluster.yml in check mode with diffs, against the inventory the spec would produce
     (rendered in a temporary folder, not stored): what a converge would change on each host.
     Hosts whose machine does not run yet (``cloud_changes``, else the cloud's plan) are left
@@ -250,7 +250,7 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
         check.result = run_playbook(
             NEIGHBOURS_PLAYBOOK if added else "cluster.yml", str(inventory), check=True,
             diff=True, on_task=on_task, on_line=on_line, verbosity=verbosity,
-            limit=",".join(f"!{h}" for h in skipped) or None)
+            limit=",".join(f"!{h}" for h in skipped) or None, extra_vars=extra_vars)
     reports = host_changes(check.result.events)
     check.hosts = {h: reports.get(h, HostChanges(h)) for h in hosts if h not in skipped}
     check.hosts.update({h: r for h, r in reports.items() if h not in check.hosts and not r.empty})

@@ -142,6 +142,8 @@ def test_rolling_update_batches_validates_and_stops(request, monkeypatch):
     monkeypatch.setattr(day2, "get_cloud", lifecycle.get_cloud)  # ... and its fake podman
     plan = day2.rolling_plan(store, NAME)  # the fake check run changes the node only
     assert plan.batches == [[NODE]] and runs[-1]["kwargs"]["check"]
+    # its check run is what a batch runs: cluster.yml with a version change allowed
+    assert runs[-1]["kwargs"]["extra_vars"] == {"control_plane_version_change_allowed": True}
     assert day2.rolling_plan(store, NAME, force=True).batches == [[CP], [NODE]]
     runs.clear()
 

@@ -5,7 +5,8 @@ The cluster is made at the previous minor (PREVIOUS), a Deployment of two web se
 PodDisruptionBudget, a preStop pause so that proxies drop a pod before it stops) runs behind
 a NodePort Service, and a client on this machine sends requests through the control plane's
 NodePort for the whole upgrade. `upgrade cluster --kubernetes-version` (the default version)
-refuses a skipped minor first, plans, then snapshots etcd and goes host by host. The failed
+refuses a skipped minor first and plans; with the new version stored, cluster.yml run by hand
+refuses to move it and changes nothing; then the upgrade snapshots etcd and goes host by host. The failed
 requests are counted and printed (the target is zero); then every node and the API server
 run the new version, the cluster validates, and a converge changes nothing. Run by hand
 (-m long); it builds Kubernetes PREVIOUS from Go modules when it is not cached (many minutes).
@@ -15,17 +16,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
 from test_local_cluster import KPYOPS, kpyops
 
 from kpyops.artifacts.catalog import KUBERNETES
+from kpyops.run.ansible import PROJECT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 PREVIOUS = os.environ.get("KPYOPS_UPGRADE_FROM", "1.34.4")
@@ -134,6 +138,19 @@ def test_upgrade_one_minor_with_a_workload_serving(cluster):
     assert f"  ~ host {cp}: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl -> {new}" in plan.stdout
     assert yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml", "--full").stdout
                           )["spec"]["kubernetesVersion"] == PREVIOUS
+
+    # the new version stored (hosts untouched): cluster.yml run by hand refuses to move it
+    spec = yaml.safe_load(kpyops(state, "get", "cluster", name, "-o", "yaml").stdout)
+    spec["spec"]["kubernetesVersion"] = new
+    (state / "new.yaml").write_text(yaml.safe_dump(spec))
+    kpyops(state, "update", "cluster", name, "-f", str(state / "new.yaml"), "--yes", "--target", "cloud")
+    by_hand = subprocess.run(
+        [str(Path(KPYOPS).with_name("ansible-playbook")), "-i", str(state / "clusters" / name / "inventory"),
+         "cluster.yml"], cwd=PROJECT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"})
+    assert by_hand.returncode != 0 and "cluster.yml does not change versions" in by_hand.stdout, by_hand.stdout[-3000:]
+    assert not re.search(r"changed=[1-9]", by_hand.stdout), by_hand.stdout[-3000:]
+    assert json.loads(k("version", "-o", "json"))["serverVersion"]["gitVersion"] == f"v{PREVIOUS}"
 
     client = Client(f"http://{address}:{port}/")
     client.start()
