@@ -57,20 +57,18 @@ def count_rules(family: int, table: str, chains: list[str]) -> dict[str, int | N
 
 
 def send_batch(messages: list[bytes]) -> None:
-    """Send one framed batch (begin, messages each asking for an ack, end) and wait for its
-    outcome; OSError with the kernel's errno (and the failing message's number) if it was
-    refused. The kernel handles a batch while ``send`` runs, so every answer is queued
-    when it returns."""
+    """Send one framed batch (:meth:`.wire.Batch.framed`); OSError with the kernel's errno
+    (and the refused message's number) if it was refused. The kernel handles a batch while
+    ``send`` runs and answers only what it refused (as for nft's batches, no message asks
+    for an acknowledgement: a large batch's acks would overflow the socket), so every answer
+    is queued when ``send`` returns, and none means done."""
     data = b"".join(messages)
-    expected = len(messages) - 2
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
-        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # acks without the message echoed
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(1 << 18, 64 * expected))
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # errors without the message echoed
         if len(data) > 1 << 17:  # one datagram holds the whole batch
             sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 4096)
         sock.bind((0, 0))
         sock.send(data)
-        acked: set[int] = set()
         failure: tuple[int, int] | None = None
         while True:
             try:
@@ -78,15 +76,11 @@ def send_batch(messages: list[bytes]) -> None:
             except BlockingIOError:
                 break
             for seq, code in _acks(reply):
-                if code:
-                    failure = failure or (seq, code)
-                else:
-                    acked.add(seq)
+                if code and failure is None:
+                    failure = (seq, code)
     if failure is not None:
         seq, code = failure
-        raise OSError(-code, f"{os.strerror(-code)} (message {seq} of {expected})")
-    if len(acked) < expected:
-        raise OSError(errno.EIO, f"nf_tables acknowledged {len(acked)} of {expected} messages")
+        raise OSError(-code, f"{os.strerror(-code)} (message {seq} of {len(messages) - 2})")
 
 
 def _acks(data: bytes):

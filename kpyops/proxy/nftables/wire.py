@@ -25,7 +25,6 @@ NFT_MSG_NEWSETELEM = 12
 NFT_MSG_DELSETELEM = 14
 
 NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
 NLM_F_CREATE = 0x400
 NLM_F_APPEND = 0x800
 NLA_F_NESTED = 0x8000
@@ -104,7 +103,8 @@ def batch_marker(kind: int, seq: int) -> bytes:
 
 
 class Batch:
-    """The messages of one transaction, numbered from 1; each asks for an acknowledgement."""
+    """The messages of one transaction, numbered from 1. As nft's, they ask for no
+    acknowledgement: the kernel answers only a refused message (or commit), by its number."""
 
     def __init__(self, family: int, table: str) -> None:
         self.family = NFPROTO[family]
@@ -114,7 +114,7 @@ class Batch:
 
     def _add(self, kind: int, flags: int, *attrs: bytes) -> None:
         seq = len(self.messages) + 1
-        self.messages.append(message(kind, flags | NLM_F_ACK, self.family, seq, *attrs))
+        self.messages.append(message(kind, flags, self.family, seq, *attrs))
 
     def add_chain(self, name: str) -> None:
         self._add(NFT_MSG_NEWCHAIN, NLM_F_CREATE, string(NFTA_CHAIN_TABLE, self.table),

@@ -217,3 +217,30 @@ def test_a_refused_batch_changes_nothing():
         with pytest.raises(DataplaneError, match="No such file or directory"):
             dp.commands.apply_transaction(tx)
         assert table_state(4) == before  # the chain was not created either
+
+
+def test_a_large_partial_sync_is_one_batch_too():
+    """300 services whose 10 endpoints are all replaced at once: a batch of thousands of
+    messages (megabytes, over the socket's default send buffer) in one datagram."""
+    opts = OPTIONS["ipv4"]
+    names = [spn(f"svc-{i}") for i in range(300)]
+    services = {s: ServicePort(s, (f"10.96.{i // 200}.{i % 200 + 1}",), 80)
+                for i, s in enumerate(names)}  # fmt: skip
+
+    def endpoints(base: int) -> dict:
+        return {
+            s: tuple(Endpoint(f"10.{base + i // 200}.{i % 200}.{j + 1}", 8080) for j in range(10))
+            for i, s in enumerate(names)
+        }
+
+    with netns(f"{PREFIX}-d"):
+        dp = NftablesDataplane(opts, stale_delay=0)
+        dp.sync(services, endpoints(100), None)
+        result = dp.sync(services, endpoints(150), set(names))
+        assert result.details["netlink_batch"] == 1.0 and result.services_written == 300
+        assert result.details["nft_bytes"] > 1 << 20  # its nft text, for scale
+        dp.sync(services, endpoints(150), set())
+        partial = table_state(4)
+    with netns(f"{PREFIX}-e"):
+        NftablesDataplane(opts).sync(services, endpoints(150), None)
+        assert partial == table_state(4)
