@@ -1,4 +1,5 @@
-"""NftablesDataplane: kube-proxy's nftables mode in one table, one ``nft -f`` per sync.
+"""NftablesDataplane: kube-proxy's nftables mode in one table, one transaction per sync:
+``nft -f`` for a full sync, one netlink batch (:mod:`.transaction`) for a partial one.
 
 A full sync flushes the table (every rule of every chain; affinity sets keep their members)
 and writes it all again: the fixed chains, every service's chains, and the verdict maps
@@ -7,7 +8,9 @@ whose rules changed (added or flushed and rewritten; the others are left alone),
 affinity sets, and the map elements they added, changed or dropped. Map elements are owned by
 service ports (two ports can share a key, e.g. one ClusterIP in the cluster-ips set), so an
 element is deleted only when its last owner lets go of it. The work of a partial sync does
-not depend on the number of services.
+not depend on the number of services; nor, sent as a netlink batch, does its cost in user
+space (nft would first load its cache of every chain of the ruleset). The kernel's part does:
+a new rule with a jump, ``meta`` or ``nat`` makes it validate the whole table at commit.
 
 Chains nothing refers to any more are flushed at once and deleted by a later sync, at least
 ``stale_delay`` seconds afterwards (in that sync's transaction): on kernels before 6.2 a
