@@ -80,7 +80,8 @@ def send_batch(messages: list[bytes]) -> None:
                     failure = (seq, code)
     if failure is not None:
         seq, code = failure
-        raise OSError(-code, f"{os.strerror(-code)} (message {seq} of {len(messages) - 2})")
+        where = f"message {seq} of {len(messages) - 2}" if seq else "at commit"
+        raise OSError(-code, f"{os.strerror(-code)} ({where})")
 
 
 def _acks(data: bytes):
