@@ -1,4 +1,5 @@
-"""Running ``nft``: one ``nft -f -`` per transaction, ``nft -j list`` to read back."""
+"""Applying transactions: ``nft -f -`` (full syncs, and partial ones it must write), a
+netlink batch (partial syncs), and ``nft -j list`` to read back."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import subprocess
 from collections.abc import Sequence
 
 from kpyops.proxy.dataplane import DataplaneError
+from kpyops.proxy.nftables import netlink
+from kpyops.proxy.nftables.encode import Unsupported
+from kpyops.proxy.nftables.transaction import Transaction
 
 
 class NftCommands:
@@ -28,6 +32,20 @@ class NftCommands:
         proc = self._run(["-f", "-"], stdin=text)
         if proc.returncode != 0:
             raise DataplaneError(f"nft -f failed: {_first_lines(proc.stderr)}")
+
+    def apply_transaction(self, tx: Transaction) -> bool:
+        """Apply a partial sync's transaction as one netlink batch (True), or with ``nft -f``
+        if one of its rules has a shape the encoder does not know (False)."""
+        try:
+            batch = tx.batch()
+        except Unsupported:
+            self.apply(tx.text())
+            return False
+        try:
+            netlink.send_batch(batch.framed())
+        except OSError as err:
+            raise DataplaneError(f"nf_tables refused a partial sync: {err}") from err
+        return True
 
     def list_json(self, *what: str) -> list[dict] | None:
         """The objects of ``nft -j list WHAT...``, or None if it names nothing that exists."""

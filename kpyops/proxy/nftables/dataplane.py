@@ -1,4 +1,5 @@
-"""NftablesDataplane: kube-proxy's nftables mode in one table, one ``nft -f`` per sync.
+"""NftablesDataplane: kube-proxy's nftables mode in one table, one transaction per sync:
+``nft -f`` for a full sync, one netlink batch (:mod:`.transaction`) for a partial one.
 
 A full sync flushes the table (every rule of every chain; affinity sets keep their members)
 and writes it all again: the fixed chains, every service's chains, and the verdict maps
@@ -7,7 +8,9 @@ whose rules changed (added or flushed and rewritten; the others are left alone),
 affinity sets, and the map elements they added, changed or dropped. Map elements are owned by
 service ports (two ports can share a key, e.g. one ClusterIP in the cluster-ips set), so an
 element is deleted only when its last owner lets go of it. The work of a partial sync does
-not depend on the number of services.
+not depend on the number of services; nor, sent as a netlink batch, does its cost in user
+space (nft would first load its cache of every chain of the ruleset). The kernel's part does:
+a new rule with a jump, ``meta`` or ``nat`` makes it validate the whole table at commit.
 
 Chains nothing refers to any more are flushed at once and deleted by a later sync, at least
 ``stale_delay`` seconds afterwards (in that sync's transaction): on kernels before 6.2 a
@@ -31,6 +34,7 @@ from kpyops.proxy.nftables import names as n
 from kpyops.proxy.nftables import netlink
 from kpyops.proxy.nftables.commands import NftCommands
 from kpyops.proxy.nftables.rules import ServiceObjects, fixed_chains, service_objects, table_setup
+from kpyops.proxy.nftables.transaction import Transaction, chain_block, element_text, set_decl
 from kpyops.proxy.options import RuleOptions
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,7 @@ class NftablesDataplane:
         self._kernel_known = False
         self._base_chains_reset = False
         self.last_input = ""
+        self.last_transaction: Transaction | None = None  # the last partial sync's
 
     # -- sync -------------------------------------------------------------------------------
 
@@ -82,9 +87,10 @@ class NftablesDataplane:
 
         opts = self.options
         t = self.table
-        declare: list[str] = []  # add (and flush) chain, add set
-        bodies: list[str] = []  # chain bodies, in one table block
-        removals: list[str] = []  # element and set deletions, last
+        declare: list[str] = []  # full sync: add set
+        bodies: list[str] = []  # full sync: chain bodies, in one table block
+        removals: list[str] = []  # full sync: set deletions, last
+        tx = Transaction(opts.family)  # partial sync: its steps
         now = self.clock()
         previous = self._objects
         old_chains: set[str] = set()
@@ -115,11 +121,11 @@ class NftablesDataplane:
                 if new is not None:
                     written += 1
                     # the table block creates missing chains; the table was flushed
-                    bodies += [_chain_block(name, rules) for name, rules in new.chains.items()]
-                    declare += [_set_decl(t, s, timeout) for s, timeout in new.sets.items()]
+                    bodies += [chain_block(name, rules) for name, rules in new.chains.items()]
+                    declare += [set_decl(t, s, timeout) for s, timeout in new.sets.items()]
                     self._claim(spn, None, new, None)
                 continue
-            wrote = self._diff_service(old, new, declare, bodies, removals, now)
+            wrote = self._diff_service(old, new, tx, now)
             self._claim(spn, old, new, touched)
             written += wrote or (new is not None and old is None)
 
@@ -135,38 +141,37 @@ class NftablesDataplane:
             deleted += len(stale_sets) + len(old_chains - active_chains)
             additions = self._all_elements()
         else:
-            element_removals, additions = self._element_changes(touched)
-            deleted += len(removals)  # sets
-            deleted += sum(len(batch) for batch in element_removals.values())
-            removals = [
-                *(f"delete element {t} {c} {{ {', '.join(keys)} }}"
-                  for c, keys in element_removals.items() if keys),
-                *removals,
-            ]
+            tx.element_removals, tx.element_additions = self._element_changes(touched)
+            deleted += len(tx.set_removals)
+            deleted += sum(len(batch) for batch in tx.element_removals.values())
 
-        text_parts = []
-        if full:
-            text_parts += table_setup(opts, reset_base_chains=not self._base_chains_reset)
-        text_parts += declare
-        if bodies:
-            text_parts.append(f"table {t} {{\n" + "\n".join(bodies) + "\n}")
-        # deletions of elements before additions (a changed value is delete + add)
-        text_parts += [line for line in removals if line.startswith("delete element")]
-        text_parts += [
-            f"add element {t} {c} {{ {', '.join(items)} }}" for c, items in additions.items() if items
-        ]
-        text_parts += [line for line in removals if not line.startswith("delete element")]
         # Chains flushed by an earlier transaction, a while ago; those this transaction
         # flushed or wrote again are not among them.
         due = [c for c in due if c in self._stale and self._stale[c] < now]
-        text_parts += [f"delete chain {t} {c}" for c in due]
-        text = "\n".join(text_parts) + "\n" if text_parts else ""
+        if full:
+            text_parts = table_setup(opts, reset_base_chains=not self._base_chains_reset)
+            text_parts += declare
+            if bodies:
+                text_parts.append(f"table {t} {{\n" + "\n".join(bodies) + "\n}")
+            text_parts += [
+                f"add element {t} {c} {{ {', '.join(items)} }}"
+                for c, items in additions.items() if items
+            ]  # fmt: skip
+            text_parts += removals
+            text_parts += [f"delete chain {t} {c}" for c in due]
+            text = "\n".join(text_parts) + "\n"
+        else:
+            tx.chain_removals = due
+            text = tx.text()
         compute_seconds = time.perf_counter() - start - read_seconds
 
         apply_start = time.perf_counter()
+        netlink_batch = False
         try:
-            if text:
+            if full:
                 self.commands.apply(text)
+            elif tx:
+                netlink_batch = self.commands.apply_transaction(tx)
         except DataplaneError:
             self._kernel_known = False  # the next (full) sync lists the kernel again
             raise
@@ -175,6 +180,7 @@ class NftablesDataplane:
             del self._stale[chain]
         deleted += len(due)
         self.last_input = text
+        self.last_transaction = None if full else tx
         self._kernel_known = True
         if full:
             self._base_chains_reset = True
@@ -188,6 +194,7 @@ class NftablesDataplane:
                 "read_seconds": read_seconds,
                 "nft_bytes": float(len(text)),
                 "stale_chains_pending": float(len(self._stale)),
+                "netlink_batch": float(netlink_batch),
             },
         )
 
@@ -210,16 +217,9 @@ class NftablesDataplane:
         return service_objects(*inputs)
 
     def _diff_service(
-        self,
-        old: ServiceObjects | None,
-        new: ServiceObjects | None,
-        declare: list[str],
-        bodies: list[str],
-        removals: list[str],
-        now: float,
+        self, old: ServiceObjects | None, new: ServiceObjects | None, tx: Transaction, now: float
     ) -> bool:
         """Partial sync of one service port's chains and sets; True if any was written."""
-        t = self.table
         old_chains = old.chains if old else {}
         new_chains = new.chains if new else {}
         old_sets = old.sets if old else {}
@@ -228,19 +228,20 @@ class NftablesDataplane:
         for name, rules in new_chains.items():
             if old_chains.get(name) == rules and name not in self._stale:
                 continue
-            declare += [f"add chain {t} {name}", f"flush chain {t} {name}"]
-            bodies.append(_chain_block(name, rules))
+            tx.add_chain(name)
+            tx.flush_chain(name)
+            tx.chains.append((name, rules))
             self._stale.pop(name, None)
             wrote = True
         for name in old_chains:
             if name not in new_chains:
-                declare.append(f"flush chain {t} {name}")
+                tx.flush_chain(name)
                 self._stale.setdefault(name, now)
         for name, timeout in new_sets.items():
             if old_sets.get(name) != timeout:
-                declare.append(_set_decl(t, name, timeout))
+                tx.add_set(name, timeout)
                 wrote = True
-        removals += [f"delete set {t} {name}" for name in old_sets if name not in new_sets]
+        tx.set_removals += [name for name in old_sets if name not in new_sets]
         return wrote
 
     def _claim(
@@ -285,16 +286,16 @@ class NftablesDataplane:
             for key in owners:
                 value = self._desired(container, key) or ""
                 written[key] = value
-                items.append(_element(key, value))
+                items.append(element_text(key, value))
         return out
 
     def _element_changes(
         self, touched: set[tuple[str, str]]
-    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    ) -> tuple[dict[str, list[str]], dict[str, list[tuple[str, str]]]]:
         """Deletions and additions turning the written elements of ``touched`` into the
         desired ones; recorded as written."""
         removals: dict[str, list[str]] = {}
-        additions: dict[str, list[str]] = {}
+        additions: dict[str, list[tuple[str, str]]] = {}
         for container, key in sorted(touched):
             want = self._desired(container, key)
             written = self._written[container]
@@ -305,7 +306,7 @@ class NftablesDataplane:
                 removals.setdefault(container, []).append(key)
                 del written[key]
             if want is not None:
-                additions.setdefault(container, []).append(_element(key, want))
+                additions.setdefault(container, []).append((key, want))
                 written[key] = want
         return removals, additions
 
@@ -360,16 +361,3 @@ class NftablesDataplane:
         self._written = {}
         self._stale = {}
         self._kernel_known = False
-
-
-def _chain_block(name: str, rules: tuple[str, ...]) -> str:
-    return f"chain {name} {{\n" + "\n".join(rules) + "\n}"
-
-
-def _set_decl(table: str, name: str, timeout: int) -> str:
-    addr = "ipv6_addr" if table.startswith("ip6 ") else "ipv4_addr"
-    return f"add set {table} {name} {{ type {addr}; flags dynamic,timeout; timeout {timeout}s; }}"
-
-
-def _element(key: str, value: str) -> str:
-    return f"{key} : {value}" if value else key

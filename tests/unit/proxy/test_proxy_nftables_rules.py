@@ -184,6 +184,11 @@ class FakeNft:
             raise DataplaneError("nft -f failed: no")
         self.applied.append(text)
 
+    def apply_transaction(self, tx):
+        """A partial sync: recorded as the text nft -f would read."""
+        self.apply(tx.text())
+        return True
+
     def list_json(self, *what):
         return []
 
