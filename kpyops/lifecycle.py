@@ -231,7 +231,8 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     """cluster.yml in check mode with diffs, against the inventory the spec would produce
     (rendered in a temporary folder, not stored): what a converge would change on each host.
     Hosts whose machine does not run yet (``cloud_changes``, else the cloud's plan) are left
-    out and said so."""
+    out and said so. When the change only adds worker nodes, what `update` runs on the hosts
+    already there is checked instead (the neighbours playbook), and the newcomers are not."""
     completed = complete(user)
     refuse_unsafe(store, completed, converging=True)
     cloud = get_cloud(completed.spec.cloud, store)
@@ -239,7 +240,7 @@ def check_hosts(store: StateStore, user: Cluster, *, cloud_changes: list[Change]
     files = inventory_files(store, completed, cloud)
     hosts = list(hosts_of(files))
     skipped = not_yet_running(changes, hosts)
-    added = added_nodes(stored_inventory(store, user.name) or {}, files)
+    added = added_nodes(stored_inventory(store, user.name), files)
     for host in added:  # a node added to a running cluster: no check run can show its work
         skipped.setdefault(host, "a new node: cluster.yml would do all of its work there")
     check = HostsCheck(not_checked=skipped, added=added)
@@ -296,7 +297,7 @@ def update(store: StateStore, user: Cluster, progress: Progress, *, verbosity: i
             if ch.kind == "container" and ch.action in ("create", "delete"):
                 (FACT_CACHE / ch.name).unlink(missing_ok=True)  # a new machine, new facts
         files = inventory_files(store, completed, cloud)
-        added = added_nodes(stored_inventory(store, user.name) or {}, files)
+        added = added_nodes(stored_inventory(store, user.name), files)
         write_inventory(store, user.name, files)
         if not converge:
             return Applied(cloud=changes, result=None, hosts={})
