@@ -66,8 +66,9 @@ def remove_node(store: StateStore, name: str, node: str, progress: Progress, *,
     """Take worker ``node`` out of cluster ``name``: drain it and delete its Node object,
     reset its host (where the cloud does not delete the machine, and unless ``reset`` is
     False: a dead host), drop it from the spec and the inventory, delete its machine, and write
-    the remaining hosts into every /etc/hosts and their pod routes (neighbours.yml). Refused before anything runs (NotRemovable)
-    unless the smaller inventory is the current one less this node and nothing else. With
+    the remaining hosts into every /etc/hosts and their pod routes (neighbours.yml). Refused
+    before anything runs (NotRemovable) unless the smaller inventory is the current one less
+    this node and nothing else. With
     ``check``: the same playbooks in check mode, and nothing stored or deleted."""
     user = load_cluster(store, name, completed=False)
     completed = load_cluster(store, name)
